@@ -48,8 +48,8 @@ class Trainer:
         self.cfg, self.model, self.examples = cfg, model, examples
         self.out = Path(out_dir)
         self.sampler = torch.Generator().manual_seed(cfg.seed + 1)  # MIS / sampled-VRAG draws
-        for p in model.prior.parameters():
-            p.requires_grad_(cfg.train_prior)
+        if not cfg.train_prior:
+            model.prior.requires_grad_(False)
         groups = []
         comps = model.components()
         if comps["generator"]:
@@ -63,6 +63,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
         self.step = 0  # optimizer steps done
         self.state: dict = {}  # method state saved in checkpoints (the MIS cache)
+        self.log_rows: list[dict] = []  # metrics of the steps done, also kept in checkpoints
 
     # -- to override ------------------------------------------------------------------------
     def loss_from_scores(self, batch: list[dict], s: Scores) -> tuple[torch.Tensor, dict]:
@@ -98,7 +99,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         ck = {
             "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "state": self.state,
+            "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "sampler": self.sampler.get_state()},
         }
@@ -117,6 +118,7 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.state = ck["state"]
+        self.log_rows = ck["log"]
         torch.set_rng_state(ck["rng"]["torch"])
         np.random.set_state(ck["rng"]["numpy"])
         random.setstate(ck["rng"]["python"])
@@ -141,11 +143,9 @@ class Trainer:
         resumed = self.load_checkpoint()
         log_path = self.out / "metrics.jsonl"
         self.out.mkdir(parents=True, exist_ok=True)
-        # keep the log consistent with the checkpoint: drop lines past the resumed step
-        kept = []
-        if resumed and log_path.exists():
-            kept = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["step"] <= self.step]
-        log_path.write_text("".join(l + "\n" for l in kept))
+        # the log restarts from the checkpoint's rows: steps after it are redone (a workflow
+        # manager may also have deleted the log of the killed job)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
         comps = self.model.components()
         all_params = [p for ps in comps.values() for p in ps]
         self.model.train()
@@ -171,6 +171,7 @@ class Trainer:
                 self.step += 1
                 dt = time.perf_counter() - t0
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
+                self.log_rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.update(1)
@@ -186,7 +187,7 @@ class Trainer:
                 t0 = time.perf_counter()
         bar.close()
         self.save_model()
-        rows = [json.loads(l) for l in log_path.read_text().splitlines() if l]
+        rows = self.log_rows
         secs = sum(r["step_time"] for r in rows)
         summary = {
             "method": self.method, "steps": self.step, "seconds": secs,

@@ -12,7 +12,7 @@ class RAGTrainer(Trainer):
     uses_posterior = False
 
     def loss_from_scores(self, batch, s):
-        K = None if self.cfg.exact else self.cfg.k
+        K = self.cfg.k  # top-K of the prior; over the whole KB in exact mode (K >= N: exact marginal)
         if self.cfg.variant == "token":
             nll = rag_token_loss(s.prior_logits, s.token_logp, s.token_mask, s.mask, K)
         else:

@@ -13,7 +13,7 @@ class VRAGTrainer(Trainer):
 
     def loss_from_scores(self, batch, s):
         cfg = self.cfg
-        k = None if cfg.exact else cfg.k
+        k = cfg.k  # q's top-k support; over the whole KB in exact mode (k >= N: the full ELBO)
         if cfg.estimator == "exact":
             elbo, exp_ll, kl = vrag_elbo(s.prior_logits, s.post_logits, s.loglik, s.mask, k, cfg.kl_weight, cfg.kl_over_union)
             return -elbo.mean(), {"loss/expected_nll": -exp_ll.mean().item(), "loss/kl": kl.mean().item()}

@@ -1,0 +1,118 @@
+"""Step cost of JSA-RAG and VRAG relative to RAG, measured side by side in one run.
+
+Every method scores the same candidate set (exact mode over the same N real passages, so the
+candidate count is equal), with the real retriever and generator. Each method runs in its own
+child process (so peak memory is its own); the parent prints the ratios as JSON.
+
+Usage (after the workflow has exported models and prepared data):
+  python benchmarks/step_cost.py --passages resources/corpora/vital/collection/passages.jsonl \
+      --examples resources/datasets/nq/train.jsonl --retriever resources/models/retriever \
+      --generator resources/models/generator [--n-passages 8 --steps 8 --warmup 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+METHODS = ("rag", "vrag", "jsa")
+
+
+def vm(field: str) -> float:
+    """A /proc/self/status memory field in MiB (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def child(args) -> None:
+    import faiss
+    import torch
+
+    from jsarag.encoders import Encoder, passage_text
+    from jsarag.examples import load_examples
+    from jsarag.io import write_jsonl
+    from jsarag.passages import PassageStore, build_offsets
+    from jsarag.train import build_model, method_config
+    from jsarag.trainers import TRAINERS
+
+    torch.set_num_threads(args.threads)
+    cfg_all = yaml.safe_load(Path(args.config).read_text())
+    train = {**cfg_all["train"]["common"], **cfg_all["train"][args.child]}
+    train.update(exact=True, k=args.n_passages, epochs=1, max_steps=args.steps + args.warmup, checkpoint_every=10**9,
+                 threads=args.threads)
+    cfg = method_config(args.child, train)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PassageStore(args.passages)
+        passages = store.get(range(args.n_passages))
+        write_jsonl(f"{tmp}/passages.jsonl", passages)
+        build_offsets(f"{tmp}/passages.jsonl")
+        enc = Encoder.from_source(args.retriever, **{k: cfg_all["models"]["retriever"][k] for k in ("pooling", "normalize", "max_length")})
+        index = faiss.IndexFlatIP(enc.dim)
+        index.add(enc.encode([passage_text(p) for p in passages]))
+        Path(f"{tmp}/dense").mkdir()
+        faiss.write_index(index, f"{tmp}/dense/index")
+        model = build_model(args.child, cfg, cfg_all["models"]["retriever"], cfg_all["models"]["generator"], args.retriever,
+                            args.generator, f"{tmp}/dense", f"{tmp}/passages.jsonl")
+        examples = load_examples(args.examples)[: cfg.batch_size * (args.steps + args.warmup)]
+        trainer = TRAINERS[args.child](cfg, model, examples, f"{tmp}/run")
+        model.train()
+        batches = list(trainer.batches(0))
+        for _, batch in batches[: args.warmup]:
+            trainer.compute_loss(batch)[0].backward()
+            trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True)
+        rss0 = vm("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
+        times, cands = [], []
+        for _, batch in batches[args.warmup:]:
+            t = time.perf_counter()
+            loss, logs, _ = trainer.compute_loss(batch)
+            loss.backward()
+            trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t)
+            cands.append(logs["candidates"])
+        print(json.dumps({"method": args.child, "step_s": sum(times) / len(times), "steps": len(times),
+                          "candidates": sum(cands) / len(cands), "peak_rss_mb": vm("VmHWM"),
+                          "step_peak_over_rss_mb": vm("VmHWM") - rss0}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="config.yaml")
+    ap.add_argument("--passages", default="resources/corpora/vital/collection/passages.jsonl")
+    ap.add_argument("--examples", default="resources/datasets/nq/train.jsonl")
+    ap.add_argument("--retriever", default="resources/models/retriever")
+    ap.add_argument("--generator", default="resources/models/generator")
+    ap.add_argument("--n-passages", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    res = {}
+    for m in METHODS:
+        cmd = [sys.executable, __file__, "--child", m] + [a for a in sys.argv[1:]]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        res[m] = json.loads(out)
+        print(out, flush=True)
+    r = res["rag"]
+    print(json.dumps({
+        "candidates": {m: res[m]["candidates"] for m in METHODS},
+        "jsa/rag_step_time": res["jsa"]["step_s"] / r["step_s"], "vrag/rag_step_time": res["vrag"]["step_s"] / r["step_s"],
+        "jsa/rag_peak_rss": res["jsa"]["peak_rss_mb"] / r["peak_rss_mb"], "vrag/rag_peak_rss": res["vrag"]["peak_rss_mb"] / r["peak_rss_mb"],
+        "jsa/rag_step_peak_over_rss": res["jsa"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
+        "vrag/rag_step_peak_over_rss": res["vrag"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""End-to-end check of `python -m jsarag.report` and `python -m jsarag.claims` on a tiny run tree.
+
+SYNTHETIC TEST INPUTS: every file under tmp_path/runs is written by `make_runs` below, in the formats
+of the contracts doc, with numbers chosen by this test (they are not results of any experiment). The
+test then checks that the tables report exactly the values those files imply."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsarag import metrics as M
+from jsarag.io import write_json, write_jsonl
+
+CONFIG = {
+    "seeds": [0, 1],
+    "methods": ["rag", "vrag", "jsa"],
+    "datasets": {"nq": {"task": "qa"}, "doqa": {"task": "dialog"}},
+    "evaluate": {"k_values": [1, 5, 10], "bootstrap": 200},
+    "train": {"common": {"k": 3}, "jsa": {"proposals": 10}},
+}
+N = 40
+# share of correct answers / of hits at rank 1 per method and seed (synthetic)
+EM_RATE = {"rag": (0.50, 0.50), "vrag": (0.55, 0.60), "jsa": (0.80, 0.70)}
+HIT1_RATE = {"rag": (0.30, 0.30), "vrag": (0.40, 0.40), "jsa": (0.60, 0.50)}
+SEC_PER_100 = {"rag": (10.0, 12.0), "vrag": (11.0, 11.0), "jsa": (30.0, 34.0)}
+TARGETS = ["you can reset the password in the settings menu", "the warranty covers two years of repairs",
+           "press the power button for ten seconds", "the battery lasts about eight hours"]
+
+
+def _qa_rows(method: str, seed: int) -> list[dict]:
+    n_ok, n_hit = int(EM_RATE[method][seed] * N), int(HIT1_RATE[method][seed] * N)
+    rows = []
+    for i in range(N):
+        hits = [False] * 10
+        if i < n_hit:
+            hits[0] = True
+        elif i % 3 == 0:
+            hits[4] = True  # rank 5
+        rows.append({"id": f"nq{i}", "question": f"synthetic question {i}", "answers": [f"answer {i}", f"alt {i}"],
+                     "prediction": f"answer {i}" if i < n_ok else f"wrong {i}",
+                     "retrieved": [f"p{j}" for j in range(10)], "hits": hits,
+                     "posterior_retrieved": [f"p{j}" for j in range(10)], "posterior_hits": [True] + [False] * 9})
+    if method == "rag":
+        for r in rows:
+            del r["posterior_retrieved"], r["posterior_hits"]
+    return rows
+
+
+def _dialog_rows(method: str, seed: int) -> list[dict]:
+    good = {"rag": 10, "vrag": 15, "jsa": 30}[method] + seed
+    rows = []
+    for i in range(N):
+        t = TARGETS[i % 4]
+        pred = t if i < good else " ".join(t.split()[:3])
+        rows.append({"id": f"dq{i}", "history": ["hi"], "question": f"q{i}", "target": t, "prediction": pred,
+                     "retrieved": ["d0", "d1"], "hits": [i % 2 == 0, False]})
+    return rows
+
+
+def _train_log(method: str, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for step in range(1, 61):
+        r = {"step": step, "epoch": step // 30, "lr": 1e-4, "loss": 2.0 / step ** 0.3, "grad_norm/prior": 1.0,
+             "grad_norm/generator": 2.0, "step_time": SEC_PER_100[method][seed] / 100, "tokens_per_s": 50.0}
+        if method == "vrag":
+            r["grad_norm/posterior"] = 40.0 if step % 20 == 0 else 1.0 + 0.1 * rng.random()
+        if method == "jsa":
+            r["grad_norm/posterior"] = 1.0 + 0.1 * rng.random()
+            r.update({"mis/acceptance_rate": 0.25 + 0.25 * seed, "mis/distinct": 2.0, "mis/cache_survived": 0.5})
+        rows.append(r)
+    return rows
+
+
+def make_runs(root: Path) -> None:
+    """Write the synthetic run tree (see module doc)."""
+    for d, task in (("nq", "qa"), ("doqa", "dialog")):
+        for m in CONFIG["methods"]:
+            for s in CONFIG["seeds"]:
+                run = root / d / m / f"seed{s}"
+                rows = _qa_rows(m, s) if task == "qa" else _dialog_rows(m, s)
+                write_jsonl(run / "eval" / "predictions.jsonl", rows)
+                mets = M.generation_metrics(rows, task)
+                mets.update(M.retrieval_metrics([r["hits"] for r in rows], [1, 5, 10]))
+                write_json(run / "eval" / "metrics.json", mets)
+                write_jsonl(run / "metrics.jsonl", _train_log(m, s))
+                write_json(run / "train_summary.json", {
+                    "method": m, "dataset": d, "seed": s, "steps": 60, "seconds": 0.6 * SEC_PER_100[m][s],
+                    "seconds_per_100_steps": SEC_PER_100[m][s], "peak_rss_mb": 1000.0 + 100 * s, "tokens_per_s": 50.0})
+                if m == "jsa":
+                    write_jsonl(run / "mis_sweep.jsonl", [
+                        {"proposals": p, "k": k, "acceptance_rate": 0.5 / p ** 0.5, "distinct": min(p, k), "n": 8}
+                        for p in (2, 5, 10) for k in (2, 3)])
+    # baselines only for nq: the report must skip doqa's with a note
+    base = [{"id": f"nq{i}", "retrieved": ["p0", "p1"], "hits": [i < 10, i >= 30]} for i in range(N)]
+    write_jsonl(root / "nq" / "baselines" / "bm25.jsonl", base)
+    write_jsonl(root / "nq" / "baselines" / "dense.jsonl", base)
+    write_jsonl(root / "verify" / "estimators.jsonl", [
+        {"estimator": e, "component": c, "cosine": 0.9, "rel_bias": 0.05, "variance": 0.1 + i, "n_draws": 100}
+        for i, e in enumerate(("jsa", "rag_topk", "vrag_sampled")) for c in ("generator", "prior")])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from jsarag import claims, report
+
+    tmp = tmp_path_factory.mktemp("report")
+    make_runs(tmp / "runs")
+    report.main(["all", "--runs", str(tmp / "runs"), "--config-json", json.dumps(CONFIG), "--out", str(tmp / "results")])
+    claims.main(["--claims", str(Path(__file__).parents[1] / "jsarag" / "claims.yaml"),
+                 "--tables", str(tmp / "results" / "tables"), "--out", str(tmp / "results" / "claims_check.txt")])
+    return tmp / "results"
+
+
+def test_all_outputs_exist(report):
+    from jsarag.figures import FIGURES
+    from jsarag.report import TABLES
+
+    for t in TABLES:
+        for ext in ("csv", "md", "tex"):
+            assert (report / "tables" / f"{t}.{ext}").stat().st_size > 0, (t, ext)
+    for f in FIGURES:
+        assert (report / "figures" / f"{f}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(report, table, dataset, method, metric):
+    t = pd.read_csv(report / "tables" / f"{table}.csv")
+    r = t[(t.dataset == dataset) & (t.method == method) & (t.metric == metric)]
+    assert len(r) == 1, (table, dataset, method, metric)
+    return r.iloc[0]
+
+
+def test_table_values_equal_what_was_written(report):
+    em = _cell(report, "generation", "nq", "jsa", "em")
+    assert em.value == pytest.approx(100 * np.mean(EM_RATE["jsa"]))            # 80 and 70 -> 75
+    assert em.sd == pytest.approx(100 * np.std(EM_RATE["jsa"], ddof=1))
+    assert em.lo <= em.value <= em.hi and em.n_seeds == 2 and em.n == N
+    assert _cell(report, "retrieval_prior", "nq", "rag", "r@1").value == pytest.approx(30.0)
+    assert _cell(report, "retrieval_prior", "nq", "bm25", "r@1").value == pytest.approx(25.0)
+    assert _cell(report, "retrieval_posterior", "nq", "jsa", "r@1").value == pytest.approx(100.0)
+    cost = _cell(report, "cost", "nq", "jsa", "seconds_per_100_steps")
+    assert cost.value == pytest.approx(32.0) and cost.sd == pytest.approx(np.std([30, 34], ddof=1))
+    assert _cell(report, "grad_norm", "nq", "vrag", "posterior/max").value == pytest.approx(40.0)
+    rows = [json.loads(x) for x in (report.parent / "runs/doqa/jsa/seed0/eval/predictions.jsonl").read_text().splitlines()]
+    bleu0 = M.generation_metrics(rows, "dialog")["bleu4"]
+    rows1 = [json.loads(x) for x in (report.parent / "runs/doqa/jsa/seed1/eval/predictions.jsonl").read_text().splitlines()]
+    bleu1 = M.generation_metrics(rows1, "dialog")["bleu4"]
+    assert _cell(report, "generation", "doqa", "jsa", "bleu4").value == pytest.approx((bleu0 + bleu1) / 2)
+    md = (report / "tables" / "generation.md").read_text()
+    assert f"{em.value:.2f} ± {em.sd:.2f} [{em.lo:.2f}, {em.hi:.2f}]" in md
+    assert r"$\pm$" in (report / "tables" / "generation.tex").read_text()
+
+
+def test_rag_has_no_posterior_row_and_doqa_no_baseline(report):
+    post = pd.read_csv(report / "tables" / "retrieval_posterior.csv")
+    assert "rag" not in set(post.method)
+    prior = pd.read_csv(report / "tables" / "retrieval_prior.csv")
+    assert not ((prior.dataset == "doqa") & prior.method.isin(["bm25", "dense"])).any()
+
+
+def test_mis_and_significance(report):
+    mis = pd.read_csv(report / "tables" / "mis.csv")
+    train = mis[(mis.dataset == "nq") & (mis.source == "training")].iloc[0]
+    assert train.acceptance_rate == pytest.approx(0.375) and train.proposals == 10 and train.k == 3
+    assert len(mis[(mis.dataset == "nq") & (mis.source == "sweep")]) == 6
+    sig = pd.read_csv(report / "tables" / "significance.csv")
+    r = sig[(sig.dataset == "nq") & (sig.metric == "em") & (sig.a == "jsa") & (sig.b == "rag")].iloc[0]
+    assert r.delta == pytest.approx(25.0) and r.p_permutation < 0.05 and r.lo > 0
+
+
+def test_claims_check_lines(report):
+    lines = (report / "claims_check.txt").read_text().splitlines()
+    by_id = {ln.split()[1]: ln.split()[0] for ln in lines if not ln.startswith("#")}
+    assert by_id["nq_main_jsa_over_rag"] == "OK"
+    assert by_id["nq_r1_jsa_over_rag"] == "FAIL"          # +25 points measured vs claimed 8.5 ± 6
+    assert by_id["tqa_em_jsa_over_rag"] == "SKIP"         # no tqa in this run
+    assert by_id["doqa_bleu4_jsa_over_rag"] in ("OK", "FAIL")
+    assert by_id["posterior_grad_spikes_vrag_vs_jsa[nq]"] == "OK"
+    assert by_id["cost_jsa_over_rag[doqa]"] == "OK"
+    assert "measured +25.00" in next(ln for ln in lines if " nq_r1_jsa_over_rag " in ln)
+
+
+def test_missing_inputs_are_skipped_not_invented(tmp_path):
+    from jsarag import report
+
+    cfg = dict(CONFIG, methods=["rag", "jsa"], seeds=[0])
+    runs = tmp_path / "runs"
+    write_jsonl(runs / "nq" / "rag" / "seed0" / "eval" / "predictions.jsonl", _qa_rows("rag", 0))
+    report.main(["tables", "--runs", str(runs), "--config-json", json.dumps(cfg), "--out", str(tmp_path / "res")])
+    gen = pd.read_csv(tmp_path / "res" / "tables" / "generation.csv")
+    assert set(gen.method) == {"rag"} and set(gen.dataset) == {"nq"}
+    assert pd.read_csv(tmp_path / "res" / "tables" / "significance.csv").empty
+    assert "No data" in (tmp_path / "res" / "tables" / "cost.md").read_text()
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    from jsarag import report
+
+    bad = tmp_path / "runs" / "nq" / "rag" / "seed0" / "eval" / "predictions.jsonl"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"id": "a", "prediction": "x", "answers": ["x"]}\n{not json\n')
+    with pytest.raises(SystemExit) as e:
+        report.main(["tables", "--runs", str(tmp_path / "runs"), "--config-json", json.dumps(CONFIG),
+                     "--out", str(tmp_path / "res")])
+    assert e.value.code == 2
+    assert f"{bad}:2" in capsys.readouterr().err

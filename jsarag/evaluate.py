@@ -50,7 +50,7 @@ def topk_decode(model: RAGModel, examples, rows, scores, k: int, tau: float, max
     answers = gen.generate(ctx, psg, max_new_tokens=max_new_tokens, batch_size=batch_size)
     with torch.inference_mode():
         ll = torch.cat([gen.loglik(ctx[s:s + batch_size], psg[s:s + batch_size], [a or " " for a in answers[s:s + batch_size]]).seq
-                        for s in range(0, len(ctx), batch_size)]).view(len(examples), k)
+                        for s in range(0, len(ctx), batch_size)]).view(len(examples), k).float().cpu()
     prior = torch.log_softmax(torch.from_numpy(scores[:, :k]).float() / tau, -1)
     out = []
     for b in range(len(examples)):

@@ -88,7 +88,7 @@ def vrag_sampled_surrogate(prior_logits, post_logits, loglik, mask, n_samples: i
     S = vrag_support(post_logits, mask, k, kl_over_union)
     logq = masked_log_softmax(post_logits, S)
     logp = masked_log_softmax(prior_logits, mask)
-    h = torch.multinomial(logq.detach().exp(), n_samples, replacement=True, generator=generator)  # [B, n]
+    h = torch.multinomial(logq.detach().float().cpu().exp(), n_samples, replacement=True, generator=generator).to(logq.device)
     ll, lp, lq = loglik.gather(-1, h), logp.gather(-1, h), logq.gather(-1, h)
     f = ll + kl_weight * (lp - lq)
     signal = f.detach()

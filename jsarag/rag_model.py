@@ -46,6 +46,13 @@ class RAGModel(nn.Module):
         """The posterior retriever starts as a copy of the prior's query encoder."""
         return copy.deepcopy(prior)
 
+    def to_device(self, device) -> "RAGModel":
+        """Move the trainable towers (the index and passage store stay on the host)."""
+        for m in (self.prior, self.posterior, self.generator):
+            if m is not None:
+                m.to(device)
+        return self
+
     def components(self) -> dict[str, list[nn.Parameter]]:
         out = {"prior": [p for p in self.prior.parameters() if p.requires_grad],
                "generator": [p for p in self.generator.parameters() if p.requires_grad]}
@@ -66,7 +73,9 @@ class RAGModel(nn.Module):
             q_post = self.posterior([posterior_text(e) for e in examples])
             queries.append(q_post)
         cand = candidate_set(self.index, k, queries, extra_rows, exact=exact)
-        pvec = self.index.vectors(cand.rows)
+        dev = q_prior.device
+        cand = Candidates(cand.rows.to(dev), cand.mask.to(dev))
+        pvec = self.index.vectors(cand.rows).to(dev)
         prior_logits = retriever_logits(q_prior, pvec, self.tau, cand.mask)
         post_logits = retriever_logits(q_post, pvec, self.tau, cand.mask) if q_post is not None else None
 
@@ -75,8 +84,8 @@ class RAGModel(nn.Module):
         ll = self.generator.loglik([xs[b] for b in bs.tolist()], passages, [ys[b] for b in bs.tolist()])
         B, U = cand.mask.shape
         T = ll.tokens.shape[1]
-        loglik = torch.full((B, U), float("-inf"), dtype=ll.seq.dtype)
-        loglik = loglik.index_put((bs, us), ll.seq)
-        token_logp = torch.zeros(B, U, T, dtype=ll.tokens.dtype).index_put((bs, us), ll.tokens)
-        token_mask = torch.zeros(B, T, dtype=torch.bool).index_put((bs,), ll.mask)
+        bs, us = bs.to(ll.seq.device), us.to(ll.seq.device)
+        loglik = torch.full((B, U), float("-inf"), dtype=ll.seq.dtype, device=ll.seq.device).index_put((bs, us), ll.seq).to(dev)
+        token_logp = torch.zeros(B, U, T, dtype=ll.tokens.dtype, device=ll.seq.device).index_put((bs, us), ll.tokens).to(dev)
+        token_mask = torch.zeros(B, T, dtype=torch.bool, device=ll.seq.device).index_put((bs,), ll.mask).to(dev)
         return Scores(cand, prior_logits, post_logits, loglik, token_logp, token_mask, ll.n_tokens)

@@ -39,7 +39,11 @@ def build_model(method: str, cfg: TrainConfig, retriever: dict, generator: dict,
     gen = Generator.from_source(generator_dir, generator.get("kind", "causal"), lora=cfg.lora, instruction=cfg.instruction,
                                 max_input_tokens=cfg.max_input_tokens, max_target_tokens=cfg.max_target_tokens)
     posterior = RAGModel.posterior_from_prior(prior) if TRAINERS[method].uses_posterior else None
-    return RAGModel(prior, gen, DenseIndex(index_dir), PassageStore(passages), tau=cfg.tau, posterior=posterior)
+    model = RAGModel(prior, gen, DenseIndex(index_dir), PassageStore(passages), tau=cfg.tau, posterior=posterior)
+    if torch.cuda.is_available():  # bf16 generator on a GPU; retrievers stay fp32
+        gen.model.to(torch.bfloat16)
+        model.to_device("cuda")
+    return model
 
 
 def load_trained(model: RAGModel, model_dir: str) -> None:

@@ -1,28 +1,6 @@
-# Report stage: tables, figures and the check of the paper's claims (helper-B owned).
-# Reads runs/ as laid out in the contracts doc; writes results/tables, results/figures,
-# results/claims_check.txt. `snakemake --report results/report.html` collects the report() outputs.
-import json as _json
-
-REPORT_TABLES = ["generation", "retrieval_prior", "retrieval_posterior", "cost", "grad_norm", "mis", "significance"]
-REPORT_FIGURES = ["grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators"]
-# Only the config sections the report reads: editing another section does not rerun the report.
-REPORT_CONFIG = _json.dumps({k: config[k] for k in ("datasets", "methods", "seeds", "evaluate", "train") if k in config},
-                            sort_keys=True, separators=(",", ":"))
-
-
-def report_inputs(wildcards):
-    """Every run file the report reads, for the configured datasets x methods x seeds."""
-    runs = [f"runs/{d}/{m}/seed{s}" for d in config["datasets"] for m in config["methods"] for s in config["seeds"]]
-    return {
-        "predictions": [f"{r}/eval/predictions.jsonl" for r in runs],
-        "eval_metrics": [f"{r}/eval/metrics.json" for r in runs],
-        "train_logs": [f"{r}/metrics.jsonl" for r in runs],
-        "summaries": [f"{r}/train_summary.json" for r in runs],
-        "mis_sweeps": [f"runs/{d}/jsa/seed{s}/mis_sweep.jsonl" for d in config["datasets"] for s in config["seeds"]
-                       if "jsa" in config["methods"]],
-        "baselines": [f"runs/{d}/baselines/{b}.jsonl" for d in config["datasets"] for b in ("bm25", "dense")],
-        "estimators": "runs/verify/estimators.jsonl",
-    }
+# Report stage: tables, figures and the check of the paper's claims.
+# Reads runs/; writes results/tables, results/figures, results/claims_check.txt.
+# `snakemake --report results/report.html` collects the report() outputs.
 
 
 rule report_tables:
@@ -64,7 +42,7 @@ rule report_figures:
 
 rule claims_check:
     input:
-        claims="jsarag/claims.yaml",
+        claims=os.path.join(workflow.basedir, "jsarag", "claims.yaml"),
         tables=[f"results/tables/{t}.csv" for t in REPORT_TABLES],
     output:
         report("results/claims_check.txt", caption="../report/claims.rst", category="Claims"),

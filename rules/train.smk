@@ -4,41 +4,6 @@ wildcard_constraints:
     method="rag|vrag|jsa",
     seed=r"\d+",
 
-RUN = "runs/{dataset}/{method}/seed{seed}"
-
-
-def corpus_of(w):
-    return config["datasets"][w.dataset]["corpus"]
-
-
-def params_for(dataset, method, seed, evaluate=False):
-    """Everything a train (or, with evaluate, an evaluate) job reads from the config, as one JSON
-    string: a changed evaluate section reruns evaluation only, not training."""
-    return as_json({
-        "method": method, "dataset": dataset, "task": config["datasets"][dataset]["task"],
-        "train": {**config["train"]["common"], **config["train"].get(method, {}), "seed": int(seed)},
-        "retriever": config["models"]["retriever"], "generator": config["models"]["generator"],
-        **({"evaluate": config["evaluate"]} if evaluate else {}),
-    })
-
-
-def method_params(w):
-    return params_for(w.dataset, w.method, w.seed)
-
-
-def eval_params(w):
-    return params_for(w.dataset, w.method, w.seed, evaluate=True)
-
-
-def model_inputs(w):
-    c = corpus_of(w)
-    return {
-        "passages": f"resources/corpora/{c}/collection/passages.jsonl",
-        "index": f"resources/indexes/{c}/dense",
-        "retriever": "resources/models/retriever",
-        "generator": "resources/models/generator",
-    }
-
 
 rule train:
     input:

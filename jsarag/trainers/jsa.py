@@ -38,15 +38,16 @@ class JSATrainer(Trainer):
         if cfg.cache:
             for b, ex in enumerate(batch):
                 row = self.state["cache"].get(ex["id"])
-                hit = ((s.cand.rows[b] == row) & mask[b]).nonzero() if row is not None else []
+                hit = ((s.cand.rows[b] == row) & mask[b]).nonzero().cpu() if row is not None else []
                 if len(hit):
                     init[b] = int(hit[0])
-        return mis(log_w, post_logq, cfg.proposals, init, self.sampler), init
+        # MIS runs on the host with the seeded sampler (the scores are tiny: B x |U|)
+        return mis(log_w.float().cpu(), post_logq.float().cpu(), cfg.proposals, init, self.sampler), init
 
     def loss_from_scores(self, batch, s):
         cfg = self.cfg
         res, init = self.e_step(batch, s)
-        weights = res.weights(s.mask.shape[1])
+        weights = res.weights(s.mask.shape[1]).to(s.mask.device)
         loglik = s.loglik / s.target_lengths.unsqueeze(-1).clamp(min=1) if cfg.token_average else s.loglik
         gen, prior, post = jsa_m_step(s.prior_logits, s.post_logits, loglik, s.mask, weights)
         loss = (gen + (prior if cfg.train_prior else 0) + post).mean()

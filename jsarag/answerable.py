@@ -1,0 +1,49 @@
+"""Which questions have an answer somewhere in the corpus: one streamed pass, Aho-Corasick over
+the normalized answer strings (word-bounded, the same test as jsarag.text.has_answer)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import ahocorasick
+from tqdm.auto import tqdm
+
+from jsarag.text import normalize
+
+log = logging.getLogger("jsarag.answerable")
+
+
+def answerable(examples: list[dict], passages_jsonl: str | Path) -> list[bool]:
+    """ok[i]: some passage's contents contains an answer of examples[i] (QA), or the corpus holds
+    one of its gold passages (examples with gold_passages)."""
+    ok = [False] * len(examples)
+    auto = ahocorasick.Automaton()
+    gold: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        if ex.get("gold_passages"):
+            for pid in ex["gold_passages"]:
+                gold.setdefault(pid, []).append(i)
+            continue
+        for a in ex.get("answers") or []:
+            na = normalize(a)
+            if not na:
+                continue
+            key = f" {na} "
+            if key in auto:
+                auto.get(key).append(i)
+            else:
+                auto.add_word(key, [i])
+    use_ac = len(auto) > 0
+    if use_ac:
+        auto.make_automaton()
+    with open(passages_jsonl, encoding="utf-8") as f:
+        for line in tqdm(f, desc="answerable", unit="p", mininterval=10):
+            p = json.loads(line)
+            for i in gold.get(p["id"], ()):
+                ok[i] = True
+            if use_ac:
+                for _, idx in auto.iter(f" {normalize(p['contents'])} "):
+                    for i in idx:
+                        ok[i] = True
+    return ok

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from jsarag import InputError
 from jsarag.archive import open_binary, open_text, where
-from jsarag.io import atomic_open
+from jsarag.io import atomic_open, json_lines
 from jsarag.passages import build_offsets
 
 log = logging.getLogger("jsarag.corpora")
@@ -96,13 +96,7 @@ def read_msmarco_tsv(path, member) -> Iterator[Row]:
 def read_orquac_blocks(path, member) -> Iterator[Row]:
     loc = where(path, member)
     with open_text(path, member) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                b = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{loc}:{n}: malformed JSON ({e.msg})") from None
+        for n, b in json_lines(f, loc):
             if not isinstance(b, dict) or "id" not in b or "text" not in b:
                 raise InputError(f"{loc}:{n}: expected an object with id and text")
             yield n, {"id": str(b["id"]), "title": b.get("title") or "", "contents": b["text"]}

@@ -37,18 +37,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w"):
             yield f
 
 
+def json_lines(lines: Iterable[str], loc: str) -> Iterator[tuple[int, object]]:
+    """(1-based line number, parsed value) for each non-blank line; malformed JSON raises
+    InputError naming `loc` and the line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{loc}:{lineno}: malformed JSON ({e.msg})") from None
+        yield lineno, value
+
+
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), unique: str | None = None) -> Iterator[dict]:
     """Stream a JSONL file. Malformed lines, missing fields and duplicate `unique` values raise
     InputError naming the file and the 1-based line number."""
     seen: set | None = set() if unique else None
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+        for lineno, row in json_lines(f, str(path)):
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in required if k not in row]

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from jsarag import InputError
 from jsarag.archive import open_binary, open_text
+from jsarag.io import json_lines
 
 csv.field_size_limit(sys.maxsize)
 CANNOT = "CANNOTANSWER"
@@ -128,13 +129,7 @@ def _field(obj, path: str, loc: str, n: int):
 
 def read_orquac(path, member, loc: str, qrels: dict | None) -> Iterator[Row]:
     with open_text(path, member) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{loc}:{n}: malformed JSON ({e.msg})") from None
+        for n, r in json_lines(f, loc):
             qid = str(_field(r, "qid", loc, n))
             hist = []
             for t, h in enumerate(_field(r, "history", loc, n)):

@@ -6,7 +6,7 @@ rule bm25_index:
         "resources/corpora/{corpus}/collection/passages.jsonl",
     output:
         directory("resources/indexes/{corpus}/bm25"),
-    threads: config["index"]["bm25_threads"]
+    threads: config["index"]["threads"]
     log:
         "logs/bm25_index/{corpus}.log",
     benchmark:
@@ -26,7 +26,7 @@ rule dense_index:
         directory("resources/indexes/{corpus}/dense"),
     params:
         spec=as_json({**config["models"]["retriever"], "dense_batch_size": config["index"]["dense_batch_size"]}),
-    threads: workflow.cores
+    threads: config["index"]["threads"]
     log:
         "logs/dense_index/{corpus}.log",
     benchmark:
@@ -51,7 +51,7 @@ rule retrieval_baselines:
         metrics="runs/{dataset}/baselines/metrics.json",
     params:
         spec=as_json({**config["models"]["retriever"], "dense_batch_size": config["index"]["dense_batch_size"]}),
-    threads: config["index"]["bm25_threads"]
+    threads: config["index"]["threads"]
     log:
         "logs/retrieval_baselines/{dataset}.log",
     benchmark:

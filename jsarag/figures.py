@@ -165,8 +165,8 @@ def estimators(tree: RunTree, out: Path) -> None:
             ax.bar(xs, [val[e] for e in ests if e in val], width, label=c)
         ax.set_xticks([i + width * (len(comps) - 1) / 2 for i in range(len(ests))], ests, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
-        if key == "variance" and all(float(r["variance"]) > 0 for r in rows):
-            ax.set_yscale("log")
+        if key == "variance":  # deterministic estimators have variance 0: symlog keeps them visible
+            ax.set_yscale("symlog", linthresh=1e-2)
         ax.legend(fontsize=8)
     _save(fig, out, "estimators")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jsarag.examples import context_text, load_examples, posterior_text, target_text
+from jsarag.examples import context_text, load_examples, posterior_text
 from jsarag.io import write_json, write_jsonl
 from jsarag.metrics import generation_metrics, retrieval_metrics
 from jsarag.mis import log_importance_weights, mis

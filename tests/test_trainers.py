@@ -71,3 +71,16 @@ def test_unknown_config_key_is_named():
 
     with pytest.raises(InputError, match=r"train\.jsa\.proposal"):
         TRAINERS["jsa"].config_class.from_dict({"proposal": 3}, where="train.jsa")
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tiny_model_factory, tiny_kb, tmp_path):
+    examples = load_examples(tiny_kb / "train.jsonl")
+    cfg = make_cfg("rag")
+    TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path).train(progress=False)
+    changed = make_cfg("rag", lr_generator=5e-4)
+    tr = TRAINERS["rag"](changed, tiny_model_factory("rag", changed), examples, tmp_path)
+    assert not tr.load_checkpoint() and tr.step == 0
+    tr.train(progress=False)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
+    same = TRAINERS["rag"](changed, tiny_model_factory("rag", changed), examples, tmp_path)
+    assert same.load_checkpoint() and same.step == 6

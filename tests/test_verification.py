@@ -139,7 +139,6 @@ def test_vrag_elbo_bound_on_model(tiny_model_factory, tiny_kb):
 
 # -- 5. Posterior-gradient variance: sampled VRAG and JSA ---------------------------------------------
 def test_posterior_gradient_variance_is_measured(tiny_model_factory, tiny_kb):
-    out = {}
     trainer, batch, s, comps = exact_setup("vrag", tiny_model_factory, tiny_kb, estimator="sampled", n_samples=20, baseline="none")
     exact = exact_gradients(s, comps)
     sm_vrag = summarize(estimator_draws(trainer, batch, s, 200)["posterior"], exact["elbo"]["posterior"])

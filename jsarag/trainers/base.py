@@ -3,6 +3,7 @@ checkpoint/resume, metrics log. A method only defines `compute_loss`."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import resource
@@ -16,6 +17,8 @@ from tqdm.auto import tqdm
 from jsarag.io import atomic_path, write_json
 from jsarag.rag_model import RAGModel, Scores
 from jsarag.trainers.config import TrainConfig
+
+log = logging.getLogger("jsarag.train")
 
 
 def seed_everything(seed: int) -> None:
@@ -96,9 +99,17 @@ class Trainer:
     def trainable_state(self) -> dict:
         return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: method, config and training examples."""
+        import hashlib
+
+        key = json.dumps({"method": self.method, "config": self.cfg.to_dict(), "examples": [e["id"] for e in self.examples]},
+                         sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()
+
     def save_checkpoint(self) -> None:
         ck = {
-            "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
+            "fingerprint": self.fingerprint(), "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "sampler": self.sampler.get_state()},
@@ -114,6 +125,9 @@ class Trainer:
         if not path.exists():
             return False
         ck = torch.load(path, weights_only=False)
+        if ck.get("fingerprint") != self.fingerprint():
+            log.warning("%s was written with another config or data: starting from step 0", path)
+            return False
         self.model.load_state_dict(ck["model"], strict=False)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])

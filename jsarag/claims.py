@@ -75,12 +75,17 @@ class Tables:
         return self._cache[name]
 
 
-def _judge(c: dict, measured: float) -> tuple[str, str]:
+def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> tuple[str, str]:
+    """OK when the claimed direction holds (and, for a delta with a CI, the 95% CI lies on the claimed
+    side of 0: a difference the test set cannot tell from noise does not reproduce a claim) and, if a
+    size is claimed, |measured - size| <= tolerance."""
     sign = 1 if c["direction"] == ">" else -1
     if not np.isfinite(measured):
         return "FAIL", "measured value is not finite"
     if sign * measured <= 0:
         return "FAIL", f"direction {c['a']} {c['direction']} {c['b']} does not hold"
+    if ci is not None and min(sign * ci[0], sign * ci[1]) <= 0:
+        return "FAIL", f"direction {c['a']} {c['direction']} {c['b']} holds but is not significant (95% CI includes 0)"
     if c.get("size") is not None:
         size = sign * abs(float(c["size"]))
         if abs(measured - size) > float(c["tolerance"]):
@@ -138,7 +143,7 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
             out.append(Verdict("SKIP", c["id"], where, f"no {c['metric']} comparison of {c['a']} and {c['b']} "
                                "(method or metric not in this run)", c["text"]))
             continue
-        status, why = _judge(c, float(delta))
+        status, why = _judge(c, float(delta), (float(lo), float(hi)))
         sig = "CI excludes 0" if (lo > 0 or hi < 0) else "CI includes 0"
         detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
                   f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d))

@@ -18,6 +18,7 @@ def test_train_then_evaluate_cli(tiny_kb, tiny_encoder_dir, tiny_causal_dir, tmp
               "--retriever", tiny_encoder_dir, "--generator", tiny_causal_dir]
     train_main([*common, "--train", str(tiny_kb / "train.jsonl"), "--out", str(tmp_path / "run"), "--no-progress"])
     assert read_json(tmp_path / "run" / "train_summary.json")["steps"] == 3
+    assert not (tmp_path / "run" / "checkpoint").exists()  # a finished run drops its checkpoint
     common += ["--model", str(tmp_path / "run" / "model"), "--test", str(tiny_kb / "train.jsonl")]
     evaluate_main(["run", *common, "--out", str(tmp_path / "eval")])
     m = read_json(tmp_path / "eval" / "metrics.json")

@@ -184,6 +184,20 @@ def test_claims_check_lines(report):
     assert "measured +25.00" in next(ln for ln in lines if " nq_r1_jsa_over_rag " in ln)
 
 
+def test_a_delta_inside_noise_does_not_reproduce_a_claim():
+    from jsarag.claims import _judge
+
+    claim = {"a": "jsa", "b": "rag", "direction": ">"}
+    assert _judge(claim, 0.5, (-1.0, 2.0))[0] == "FAIL"   # right sign, CI includes 0
+    assert "not significant" in _judge(claim, 0.5, (-1.0, 2.0))[1]
+    assert _judge(claim, 0.5, (0.1, 0.9)) == ("OK", "")
+    assert _judge(claim, -0.5, (-0.9, -0.1))[0] == "FAIL"
+    assert _judge({**claim, "direction": "<"}, -0.5, (-0.9, -0.1)) == ("OK", "")
+    sized = {**claim, "size": 8.5, "tolerance": 6.0}
+    assert _judge(sized, 25.0, (20.0, 30.0))[0] == "FAIL" and _judge(sized, 5.0, (1.0, 9.0)) == ("OK", "")
+    assert _judge(claim, 0.5) == ("OK", "")             # a compare (no CI): the direction decides
+
+
 def test_missing_inputs_are_skipped_not_invented(tmp_path):
     from jsarag import report
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-from pathlib import Path
 
 import torch
 
@@ -83,9 +81,7 @@ def main(argv=None):
         trainer = TRAINERS[p["method"]](cfg, model, examples, args.out)
         summary = trainer.train(progress=not args.no_progress)
         write_json(f"{args.out}/train_summary.json", {"dataset": p.get("dataset"), "seed": cfg.seed, **summary})
-        # A finished run keeps its model, not its checkpoint: the checkpoint exists to resume a
-        # killed run, and a forced rerun (`snakemake --forcerun train`) must start from step 0.
-        shutil.rmtree(Path(args.out) / "checkpoint", ignore_errors=True)
+        trainer.drop_checkpoint()
 
     run_cli(run)
 

@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -107,6 +108,10 @@ class Trainer:
                          sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint" / "last.pt"
+
     def save_checkpoint(self) -> None:
         ck = {
             "fingerprint": self.fingerprint(), "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
@@ -117,11 +122,16 @@ class Trainer:
         if self.cfg.index_refresh:
             import faiss
             ck["index"] = faiss.serialize_index(self.model.index.index)
-        with atomic_path(self.out / "checkpoint" / "last.pt") as tmp:
+        with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ck, tmp)
 
+    def drop_checkpoint(self) -> None:
+        """A finished run keeps its model, not its checkpoint: the checkpoint exists to resume a
+        killed run, and a forced rerun (`snakemake --forcerun train`) must start from step 0."""
+        shutil.rmtree(self.checkpoint_path.parent, ignore_errors=True)
+
     def load_checkpoint(self) -> bool:
-        path = self.out / "checkpoint" / "last.pt"
+        path = self.checkpoint_path
         if not path.exists():
             return False
         ck = torch.load(path, weights_only=False)

@@ -1,6 +1,8 @@
 # jsarag: reproduction pipeline for JSA-RAG (joint stochastic approximation for RAG).
-#   snakemake --profile profiles/local                          # embedded config.yaml
-#   snakemake --profile profiles/local --configfile configs/paper.yaml   # paper-scale (replaces config.yaml)
+#   snakemake --cores all                                        # embedded config.yaml
+#   snakemake --profile profiles/local --configfile configs/paper.yaml   # paper scale (replaces config.yaml)
+# One .smk per stage in rules/, each calling `python -m jsarag.<stage>`; every path comes from
+# jsarag/layout.py and every job's config section from jsarag/config.py.
 import copy
 
 from jsarag import InputError
@@ -20,7 +22,7 @@ if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 try:
-    validate_config(config, source="config")
+    validate_config(config, source=", ".join(map(str, workflow.overwrite_configfiles or ["config.yaml"])))
 except InputError as e:
     raise ValueError(f"invalid config: {e}") from None
 

@@ -33,15 +33,17 @@ def vm(field: str) -> float:
 
 
 def child(args) -> None:
-    import faiss
     import torch
 
-    from jsarag.encoders import Encoder, passage_text
-    from jsarag.examples import load_examples
+    from jsarag.config import GeneratorConfig, RetrieverConfig
+    from jsarag.data.examples import load_examples
     from jsarag.io import write_jsonl
-    from jsarag.passages import PassageStore, build_offsets
-    from jsarag.train import build_model, method_config
-    from jsarag.trainers import TRAINERS
+    from jsarag.model.dense_index import build_small_index
+    from jsarag.model.encoders import Encoder
+    from jsarag.model.factory import build_model
+    from jsarag.model.passages import PassageStore, build_offsets
+    from jsarag.train import TRAINERS
+    from jsarag.train.config import method_config
 
     torch.set_num_threads(args.threads)
     cfg_all = yaml.safe_load(Path(args.config).read_text())
@@ -54,20 +56,20 @@ def child(args) -> None:
         passages = store.get(range(args.n_passages))
         write_jsonl(f"{tmp}/passages.jsonl", passages)
         build_offsets(f"{tmp}/passages.jsonl")
-        enc = Encoder.from_source(args.retriever, **{k: cfg_all["models"]["retriever"][k] for k in ("pooling", "normalize", "max_length")})
-        index = faiss.IndexFlatIP(enc.dim)
-        index.add(enc.encode([passage_text(p) for p in passages]))
-        Path(f"{tmp}/dense").mkdir()
-        faiss.write_index(index, f"{tmp}/dense/index")
-        model = build_model(args.child, cfg, cfg_all["models"]["retriever"], cfg_all["models"]["generator"], args.retriever,
-                            args.generator, f"{tmp}/dense", f"{tmp}/passages.jsonl")
+        retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")
+        generator = GeneratorConfig.from_dict(cfg_all["models"]["generator"], "models.generator")
+        enc = Encoder.from_source(args.retriever, retriever.pooling, retriever.normalize, retriever.max_length)
+        build_small_index(f"{tmp}/dense", enc, passages)
+        model = build_model(cfg, retriever, generator, args.retriever, args.generator, f"{tmp}/dense", f"{tmp}/passages.jsonl",
+                            TRAINERS[args.child].uses_posterior)
         examples = load_examples(args.examples)[: cfg.batch_size * (args.steps + args.warmup)]
         trainer = TRAINERS[args.child](cfg, model, examples, f"{tmp}/run")
         model.train()
         batches = list(trainer.batches(0))
         for _, batch in batches[: args.warmup]:
             trainer.compute_loss(batch)[0].backward()
-            trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
         rss0 = vm("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
         times, cands = [], []
@@ -75,7 +77,8 @@ def child(args) -> None:
             t = time.perf_counter()
             loss, logs, _ = trainer.compute_loss(batch)
             loss.backward()
-            trainer.optimizer.step(); trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t)
             cands.append(logs["candidates"])
         print(json.dumps({"method": args.child, "step_s": sum(times) / len(times), "steps": len(times),
@@ -108,7 +111,8 @@ def main():
     print(json.dumps({
         "candidates": {m: res[m]["candidates"] for m in METHODS},
         "jsa/rag_step_time": res["jsa"]["step_s"] / r["step_s"], "vrag/rag_step_time": res["vrag"]["step_s"] / r["step_s"],
-        "jsa/rag_peak_rss": res["jsa"]["peak_rss_mb"] / r["peak_rss_mb"], "vrag/rag_peak_rss": res["vrag"]["peak_rss_mb"] / r["peak_rss_mb"],
+        "jsa/rag_peak_rss": res["jsa"]["peak_rss_mb"] / r["peak_rss_mb"],
+        "vrag/rag_peak_rss": res["vrag"]["peak_rss_mb"] / r["peak_rss_mb"],
         "jsa/rag_step_peak_over_rss": res["jsa"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
         "vrag/rag_step_peak_over_rss": res["vrag"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
     }))

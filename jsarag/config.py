@@ -1,11 +1,21 @@
-"""Load and validate the pipeline config: JSON schema (snakemake.utils.validate) plus cross-references.
+"""The config's one home: load and validate the YAML, then build one typed section per stage.
 
-Every problem is an InputError naming the key path (e.g. `datasets.nq.corpus`), raised before any
-job runs.
+- `load_config(path)` reads a YAML file (file:line on a syntax error, duplicate keys refused).
+- `validate_config(cfg)` checks it against `schemas/config.schema.yaml` through
+  `snakemake.utils.validate`, plus cross-references; every problem names its key path.
+- `Section` is the base of every typed config: unknown keys are refused by name, values are
+  type-checked, and each default is written once, in its dataclass.
+- `job_params(cfg, stage, ...)` is what a rule hands its job: only the sections that job reads, as
+  JSON, so that editing one section reruns only the jobs that read it. The stage's CLI turns it
+  back into typed sections with `jsarag.cli.read_params`.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -15,18 +25,43 @@ from jsarag import InputError
 SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a config file."""
+# -- loading and validation -------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path):
+    """Parse a YAML file; a syntax error or a duplicate key names file:line."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except FileNotFoundError:
         raise InputError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise InputError(f"{path}{line}: malformed YAML ({getattr(e, 'problem', e)})") from None
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a config file."""
+    cfg = read_yaml(path)
     validate_config(cfg, source=str(path))
     return cfg
 
@@ -57,7 +92,8 @@ def _describe(err) -> str:
 
 
 def validate_config(cfg, source: str = "config") -> dict:
-    """Raise InputError (with the key path) if `cfg` breaks the schema or a cross-reference."""
+    """Raise InputError (with the key path) if `cfg` breaks the schema, a cross-reference, or a
+    typed section."""
     import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
@@ -71,6 +107,12 @@ def validate_config(cfg, source: str = "config") -> dict:
         cause = next((c for c in (e.__cause__, e.__context__) if isinstance(c, jsonschema.ValidationError)), None)
         raise InputError(f"{source}: {_describe(cause) if cause else e}") from None
     _cross_check(cfg, source)
+    try:  # every typed section builds: the dataclasses' own checks run before any job
+        for method in cfg["methods"]:
+            train_section(cfg, method, cfg["seeds"][0])
+        EvaluateConfig.from_dict(cfg.get("evaluate", {}), "evaluate")
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
     return cfg
 
 
@@ -104,3 +146,180 @@ def _cross_check(cfg: dict, source: str) -> None:
     ks = cfg.get("evaluate", {}).get("k_values")
     if ks and max(ks) > 20:
         raise InputError(f"{source}: evaluate.k_values: at most 20 passages are retrieved, got {max(ks)}")
+
+
+# -- typed sections -----------------------------------------------------------------------------
+_SCALARS = {int: (int,), float: (int, float), bool: (bool,), str: (str,), list: (list, tuple), dict: (dict,), tuple: (list, tuple)}
+
+
+def _check_type(value, tp, where: str):
+    """Check `value` against a simple annotation (int, float, bool, str, list, dict, X | None, or a
+    Section); return it, converted where the annotation asks for a Section or a tuple."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, __import__("types").UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], where) if len(inner) == 1 else value
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return value if isinstance(value, tp) else tp.from_dict(value, where)
+    base = origin or tp
+    ok = _SCALARS.get(base)
+    if ok is None:
+        return value
+    if isinstance(value, bool) and base in (int, float):
+        raise InputError(f"{where}: expected {base.__name__}, got a boolean")
+    if not isinstance(value, ok):
+        raise InputError(f"{where}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    if base is tuple:
+        return tuple(value)
+    return value
+
+
+@dataclass
+class Section:
+    """A typed config section. `from_dict` refuses unknown keys and ill-typed values by name."""
+
+    @classmethod
+    def from_dict(cls, d: dict | None, where: str = "config"):
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise InputError(f"{where}: expected a mapping, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - set(fields))
+        if bad:
+            raise InputError(f"{where}.{bad[0]}: unknown key (allowed: {', '.join(sorted(fields))})")
+        hints = typing.get_type_hints(cls)
+        kw = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in d.items()}
+        missing = [n for n, f in fields.items() if n not in kw and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise InputError(f"{where}.{missing[0]}: required key missing")
+        obj = cls(**kw)
+        obj.check(where)
+        return obj
+
+    def check(self, where: str) -> None:
+        """Cross-field checks of a section (override)."""
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def choice(value, allowed, where: str):
+    if value not in allowed:
+        raise InputError(f"{where}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+@dataclass
+class RetrieverConfig(Section):
+    """models.retriever: the bi-encoder the prior and posterior retrievers start from."""
+    source: str
+    pooling: str = "mean"  # cls | mean
+    normalize: bool = True
+    max_length: int = 256
+
+    def check(self, where):
+        choice(self.pooling, ("cls", "mean"), f"{where}.pooling")
+
+
+@dataclass
+class GeneratorConfig(Section):
+    """models.generator."""
+    source: str
+    kind: str = "causal"  # causal | seq2seq
+
+    def check(self, where):
+        choice(self.kind, ("causal", "seq2seq"), f"{where}.kind")
+
+
+@dataclass
+class IndexConfig(Section):
+    """index: how the BM25 and dense indexes are built."""
+    dense_batch_size: int = 16
+    threads: int = 2
+
+
+@dataclass
+class IndexParams(Section):
+    """The params of a dense-index or baseline job: the retriever and the index section."""
+    retriever: RetrieverConfig
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+
+def index_params(cfg: dict) -> dict:
+    return {"retriever": cfg["models"]["retriever"], "index": cfg["index"]}
+
+
+@dataclass
+class MISSweepConfig(Section):
+    proposals: list = field(default_factory=lambda: [2, 5, 10, 20])
+    k: list = field(default_factory=lambda: [2, 3, 5])
+    n_examples: int = 16
+
+
+@dataclass
+class EvaluateConfig(Section):
+    """evaluate: retrieval cut-offs, decoding, bootstrap, and the MIS sweep."""
+    k_values: list = field(default_factory=lambda: [1, 5, 10, 20])
+    decoding: list = field(default_factory=lambda: ["top1"])  # top1 and/or topk
+    topk_decode: int = 5
+    max_new_tokens: int = 12
+    batch_size: int = 16
+    bootstrap: int = 1000
+    mis_sweep: MISSweepConfig = field(default_factory=MISSweepConfig)
+
+
+@dataclass
+class VerifyConfig(Section):
+    """verify: the exact-gradient check on an enumerable knowledge base."""
+    draws: int = 200
+
+
+# -- what each job reads -----------------------------------------------------------------------
+def as_json(obj) -> str:
+    """A stable JSON string: a rule's params value."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def train_section(cfg: dict, method: str, seed) -> object:
+    """The typed training config of one method: train.common + train.<method> + the seed."""
+    from jsarag.train.config import method_config
+
+    merged = {**cfg["train"]["common"], **(cfg["train"].get(method) or {}), "seed": int(seed)}
+    return method_config(method, merged)
+
+
+def run_params(cfg: dict, dataset: str, method: str, seed, evaluate: bool = False) -> dict:
+    """Everything a train (or, with `evaluate`, an evaluate) job reads: a changed evaluate section
+    reruns evaluation only, not training."""
+    out = {"method": method, "dataset": dataset, "task": cfg["datasets"][dataset]["task"],
+           "train": train_section(cfg, method, seed).to_dict(),
+           "retriever": cfg["models"]["retriever"], "generator": cfg["models"]["generator"]}
+    if evaluate:
+        out["evaluate"] = EvaluateConfig.from_dict(cfg.get("evaluate"), "evaluate").to_dict()
+    return out
+
+
+@dataclass
+class RunParams(Section):
+    """The parsed params of a train / evaluate / mis-sweep job."""
+    method: str
+    dataset: str
+    task: str
+    train: typing.Any  # the method's typed config, built in check()
+    retriever: RetrieverConfig
+    generator: GeneratorConfig
+    evaluate: EvaluateConfig | None = None
+
+    def check(self, where):
+        choice(self.task, ("qa", "dialog"), f"{where}.task")
+        from jsarag.train.config import method_config
+
+        self.train = method_config(self.method, self.train)
+
+
+def report_params(cfg: dict) -> dict:
+    """The sections the report reads: editing another section does not rerun the report."""
+    return {k: cfg[k] for k in ("datasets", "methods", "seeds", "evaluate", "train") if k in cfg}

@@ -1,4 +1,5 @@
 # Data stage: downloads -> passage collections and example splits; exported models.
+# Computed by `python -m jsarag.data` (jsarag/data/).
 wildcard_constraints:
     dlfile="|".join(re.escape(f) for f in KEY_OF_FILE) or "NONE",
     corpus="|".join(re.escape(c) for c in config["corpora"]),
@@ -8,14 +9,14 @@ wildcard_constraints:
 
 rule download:
     output:
-        "resources/downloads/{dlfile}",
+        L.download("{dlfile}"),
     params:
         key=lambda w: KEY_OF_FILE[w.dlfile],
         spec=lambda w: as_json(config["downloads"][KEY_OF_FILE[w.dlfile]]),
     log:
-        "logs/download/{dlfile}.log",
+        L.log("download", "{dlfile}"),
     benchmark:
-        "benchmarks/out/download/{dlfile}.tsv"
+        L.benchmark("download", "{dlfile}")
     conda:
         "../envs/jsarag.yaml"
     shell:
@@ -24,16 +25,16 @@ rule download:
 
 rule prepare_corpus:
     input:
-        lambda w: download_path(config["corpora"][w.corpus]["download"]),
+        lambda w: L.download(DOWNLOAD_FILE[config["corpora"][w.corpus]["download"]]),
     output:
-        passages="resources/corpora/{corpus}/collection/passages.jsonl",
-        offsets="resources/corpora/{corpus}/collection/passages.jsonl.offsets.npy",
+        passages=L.passages("{corpus}"),
+        offsets=L.passage_offsets("{corpus}"),
     params:
         spec=lambda w: as_json(config["corpora"][w.corpus]),
     log:
-        "logs/prepare_corpus/{corpus}.log",
+        L.log("prepare_corpus", "{corpus}"),
     benchmark:
-        "benchmarks/out/prepare_corpus/{corpus}.tsv"
+        L.benchmark("prepare_corpus", "{corpus}")
     conda:
         "../envs/jsarag.yaml"
     shell:
@@ -45,39 +46,37 @@ rule prepare_dataset:
         unpack(dataset_downloads),
         corpus=dataset_corpus,
     output:
-        train="resources/datasets/{dataset}/train.jsonl",
-        valid="resources/datasets/{dataset}/valid.jsonl",
-        test="resources/datasets/{dataset}/test.jsonl",
-        stats="resources/datasets/{dataset}/stats.json",
+        **{s: L.split("{dataset}", s) for s in SPLITS},
+        stats=L.dataset_stats("{dataset}"),
     params:
         spec=lambda w: as_json(config["datasets"][w.dataset]),
         downloads=dataset_download_args,
         corpus=lambda w, input: f"--corpus {input.corpus}" if input.corpus else "",
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        L.log("prepare_dataset", "{dataset}"),
     benchmark:
-        "benchmarks/out/prepare_dataset/{dataset}.tsv"
+        L.benchmark("prepare_dataset", "{dataset}")
     conda:
         "../envs/jsarag.yaml"
     shell:
         "python -m jsarag.data prepare-dataset --name {wildcards.dataset} --params {params.spec:q} "
-        "{params.downloads} {params.corpus} --out-dir resources/datasets/{wildcards.dataset} 2> {log:q}"
+        "{params.downloads} {params.corpus} 2> {log:q}"
 
 
 rule export_models:
     output:
-        directory("resources/models/{role}"),
+        directory(L.model("{role}")),
     params:
         source=lambda w: config["models"][w.role]["source"],
         kind=lambda w: "encoder" if w.role == "retriever" else config["models"]["generator"].get("kind", "causal"),
     log:
-        "logs/export_models/{role}.log",
+        L.log("export_models", "{role}"),
     benchmark:
-        "benchmarks/out/export_models/{role}.tsv"
+        L.benchmark("export_models", "{role}")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.models export --source {params.source:q} --kind {params.kind} --out {output:q} 2> {log:q}"
+        "python -m jsarag.data export-model --source {params.source:q} --kind {params.kind} --out {output:q} 2> {log:q}"
 
 
-ALL_TARGETS.extend(expand("resources/datasets/{dataset}/stats.json", dataset=DATASETS))
+ALL_TARGETS.extend(L.dataset_stats(d) for d in DATASETS)

@@ -1,64 +1,62 @@
 # Evaluation stage: generation and retrieval metrics of each trained model, the MIS sweep of
-# JSA-RAG, and the estimator verification on an enumerable knowledge base.
-
-
+# JSA-RAG, and the estimator check on an enumerable knowledge base. Computed by
+# `python -m jsarag.evaluate` (jsarag/evaluate/).
 rule evaluate:
     input:
         unpack(model_inputs),
-        model=f"{RUN}/model",
-        examples="resources/datasets/{dataset}/test.jsonl",
+        model=RUN.model,
+        examples=L.split("{dataset}", "test"),
     output:
-        predictions=f"{RUN}/eval/predictions.jsonl",
-        metrics=f"{RUN}/eval/metrics.json",
+        predictions=RUN.predictions,
+        metrics=RUN.eval_metrics,
     params:
-        json=eval_params,
-        out=f"{RUN}/eval",
+        json=lambda w: run_json(w, evaluate=True),
+        run=lambda w: L.run(w.dataset, w.method, w.seed).dir,
     threads: config["train"]["common"]["threads"]
     log:
-        "logs/evaluate/{dataset}/{method}/seed{seed}.log",
+        L.log("evaluate", "{dataset}", "{method}", "seed{seed}"),
     benchmark:
-        "benchmarks/out/evaluate/{dataset}/{method}/seed{seed}.tsv"
+        L.benchmark("evaluate", "{dataset}", "{method}", "seed{seed}")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.evaluate run --params {params.json:q} --test {input.examples:q} --passages {input.passages:q} "
-        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} "
-        "--model {input.model:q} --out {params.out:q} 2> {log:q}"
+        "python -m jsarag.evaluate run --params {params.json:q} --examples {input.examples:q} --passages {input.passages:q} "
+        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --run {params.run:q} 2> {log:q}"
 
 
 rule mis_sweep:
     input:
         unpack(model_inputs),
-        model="runs/{dataset}/jsa/seed{seed}/model",
-        examples="resources/datasets/{dataset}/valid.jsonl",
+        model=L.run("{dataset}", "jsa", "{seed}").model,
+        examples=L.split("{dataset}", "valid"),
     output:
-        "runs/{dataset}/jsa/seed{seed}/mis_sweep.jsonl",
+        L.run("{dataset}", "jsa", "{seed}").mis_sweep,
     params:
-        json=lambda w: params_for(w.dataset, "jsa", w.seed, evaluate=True),
+        json=lambda w: run_json(w, evaluate=True, method="jsa"),
+        run=lambda w: L.run(w.dataset, "jsa", w.seed).dir,
     threads: config["train"]["common"]["threads"]
     log:
-        "logs/mis_sweep/{dataset}/seed{seed}.log",
+        L.log("mis_sweep", "{dataset}", "seed{seed}"),
     benchmark:
-        "benchmarks/out/mis_sweep/{dataset}/seed{seed}.tsv"
+        L.benchmark("mis_sweep", "{dataset}", "seed{seed}")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.evaluate mis-sweep --params {params.json:q} --test {input.examples:q} --passages {input.passages:q} "
-        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} "
-        "--model {input.model:q} --out {output:q} 2> {log:q}"
+        "python -m jsarag.evaluate mis-sweep --params {params.json:q} --examples {input.examples:q} --passages {input.passages:q} "
+        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --run {params.run:q} 2> {log:q}"
 
 
 rule verify_estimators:
     output:
-        "runs/verify/estimators.jsonl",
+        L.estimators(),
     params:
-        draws=config["verify"]["draws"],
+        spec=as_json(config["verify"]),
     threads: 2
     log:
-        "logs/verify/estimators.log",
+        L.log("verify", "estimators"),
     benchmark:
-        "benchmarks/out/verify/estimators.tsv"
+        L.benchmark("verify", "estimators")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.verify --draws {params.draws} --threads {threads} --out {output:q} > /dev/null 2> {log:q}"
+        "python -m jsarag.evaluate verify --params {params.spec:q} --threads {threads} --out {output:q} 2> {log:q}"

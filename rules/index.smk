@@ -1,67 +1,69 @@
 # Index stage: BM25 and dense indexes per corpus, and the retrieval baselines per dataset.
+# Computed by `python -m jsarag.index` (jsarag/index/).
 
 
 rule bm25_index:
     input:
-        "resources/corpora/{corpus}/collection/passages.jsonl",
+        L.passages("{corpus}"),
     output:
-        directory("resources/indexes/{corpus}/bm25"),
+        directory(L.bm25_index("{corpus}")),
+    params:
+        collection=lambda w: L.collection(w.corpus),
+        spec=as_json(config["index"]),
     threads: config["index"]["threads"]
     log:
-        "logs/bm25_index/{corpus}.log",
+        L.log("bm25_index", "{corpus}"),
     benchmark:
-        "benchmarks/out/bm25_index/{corpus}.tsv"
+        L.benchmark("bm25_index", "{corpus}")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.index bm25 --collection resources/corpora/{wildcards.corpus}/collection "
-        "--out {output:q} --threads {threads} 2> {log:q}"
+        "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} --out {output:q} 2> {log:q}"
 
 
 rule dense_index:
     input:
-        passages="resources/corpora/{corpus}/collection/passages.jsonl",
-        model="resources/models/retriever",
+        passages=L.passages("{corpus}"),
+        model=L.model("retriever"),
     output:
-        directory("resources/indexes/{corpus}/dense"),
+        directory(L.dense_index("{corpus}")),
     params:
-        spec=as_json({**config["models"]["retriever"], "dense_batch_size": config["index"]["dense_batch_size"]}),
+        spec=as_json(index_params(config)),
     threads: config["index"]["threads"]
     log:
-        "logs/dense_index/{corpus}.log",
+        L.log("dense_index", "{corpus}"),
     benchmark:
-        "benchmarks/out/dense_index/{corpus}.tsv"
+        L.benchmark("dense_index", "{corpus}")
     conda:
         "../envs/jsarag.yaml"
     shell:
         "python -m jsarag.index dense --passages {input.passages:q} --model {input.model:q} "
-        "--params {params.spec:q} --out {output:q} --threads {threads} 2> {log:q}"
+        "--params {params.spec:q} --out {output:q} 2> {log:q}"
 
 
 rule retrieval_baselines:
     input:
-        examples="resources/datasets/{dataset}/test.jsonl",
-        passages=lambda w: f"resources/corpora/{config['datasets'][w.dataset]['corpus']}/collection/passages.jsonl",
-        bm25=lambda w: f"resources/indexes/{config['datasets'][w.dataset]['corpus']}/bm25",
-        dense=lambda w: f"resources/indexes/{config['datasets'][w.dataset]['corpus']}/dense",
-        model="resources/models/retriever",
+        examples=L.split("{dataset}", "test"),
+        passages=lambda w: L.passages(corpus_of(w)),
+        bm25=lambda w: L.bm25_index(corpus_of(w)),
+        dense=lambda w: L.dense_index(corpus_of(w)),
+        model=L.model("retriever"),
     output:
-        bm25="runs/{dataset}/baselines/bm25.jsonl",
-        dense="runs/{dataset}/baselines/dense.jsonl",
-        metrics="runs/{dataset}/baselines/metrics.json",
+        **{b: L.baseline("{dataset}", b) for b in BASELINES},
+        metrics=L.baseline_metrics("{dataset}"),
     params:
-        spec=as_json({**config["models"]["retriever"], "dense_batch_size": config["index"]["dense_batch_size"]}),
+        spec=as_json(index_params(config)),
     threads: config["index"]["threads"]
     log:
-        "logs/retrieval_baselines/{dataset}.log",
+        L.log("retrieval_baselines", "{dataset}"),
     benchmark:
-        "benchmarks/out/retrieval_baselines/{dataset}.tsv"
+        L.benchmark("retrieval_baselines", "{dataset}")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.retrieval baselines --examples {input.examples:q} --passages {input.passages:q} "
-        "--bm25 {input.bm25:q} --dense {input.dense:q} --model {input.model:q} --params {params.spec:q} "
-        "--out-dir runs/{wildcards.dataset}/baselines --k 20 --threads {threads} 2> {log:q}"
+        "python -m jsarag.index baselines --dataset {wildcards.dataset} --examples {input.examples:q} "
+        "--passages {input.passages:q} --bm25 {input.bm25:q} --dense {input.dense:q} --model {input.model:q} "
+        "--params {params.spec:q} --k 20 2> {log:q}"
 
 
-ALL_TARGETS.extend(expand("runs/{dataset}/baselines/metrics.json", dataset=DATASETS))
+ALL_TARGETS.extend(L.baseline_metrics(d) for d in DATASETS)

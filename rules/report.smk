@@ -1,59 +1,58 @@
-# Report stage: tables, figures and the check of the paper's claims.
-# Reads runs/; writes results/tables, results/figures, results/claims_check.txt.
-# `snakemake --report results/report.html` collects the report() outputs.
+# Report stage: tables, figures and the check of the paper's claims. Computed by
+# `python -m jsarag.report` (jsarag/report/). `snakemake --report results/report.html` collects the
+# report() outputs.
+REPORT_JSON = as_json(report_params(config))
 
 
 rule report_tables:
     input:
         unpack(report_inputs),
     output:
-        [report(f"results/tables/{t}.csv", caption="../report/tables.rst", category="Tables", labels={"table": t})
-         for t in REPORT_TABLES],
-        [f"results/tables/{t}.{ext}" for t in REPORT_TABLES for ext in ("md", "tex")],
+        [report(L.table(t), caption="../report/tables.rst", category="Tables", labels={"table": t}) for t in TABLES],
+        [L.table(t, fmt) for t in TABLES for fmt in TABLE_FORMATS if fmt != "csv"],
     params:
-        cfg=REPORT_CONFIG,
+        cfg=REPORT_JSON,
     log:
-        "logs/report/tables.log",
+        L.log("report", "tables"),
     benchmark:
-        "benchmarks/out/report/tables.tsv"
+        L.benchmark("report", "tables")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.report tables --runs runs --config-json {params.cfg:q} --out results 2> {log:q}"
+        "python -m jsarag.report tables --params {params.cfg:q} 2> {log:q}"
 
 
 rule report_figures:
     input:
         unpack(report_inputs),
     output:
-        [report(f"results/figures/{f}.png", caption="../report/figures.rst", category="Figures", labels={"figure": f})
-         for f in REPORT_FIGURES],
+        [report(L.figure(f), caption="../report/figures.rst", category="Figures", labels={"figure": f}) for f in FIGURES],
     params:
-        cfg=REPORT_CONFIG,
+        cfg=REPORT_JSON,
     log:
-        "logs/report/figures.log",
+        L.log("report", "figures"),
     benchmark:
-        "benchmarks/out/report/figures.tsv"
+        L.benchmark("report", "figures")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.report figures --runs runs --config-json {params.cfg:q} --out results 2> {log:q}"
+        "python -m jsarag.report figures --params {params.cfg:q} 2> {log:q}"
 
 
 rule claims_check:
     input:
-        claims=os.path.join(workflow.basedir, "jsarag", "claims.yaml"),
-        tables=[f"results/tables/{t}.csv" for t in REPORT_TABLES],
+        claims=os.path.join(workflow.basedir, "jsarag", "report", "claims.yaml"),
+        tables=[L.table(t) for t in TABLES],
     output:
-        report("results/claims_check.txt", caption="../report/claims.rst", category="Claims"),
+        report(L.claims_check(), caption="../report/claims.rst", category="Claims"),
     log:
-        "logs/report/claims_check.log",
+        L.log("report", "claims_check"),
     benchmark:
-        "benchmarks/out/report/claims_check.tsv"
+        L.benchmark("report", "claims_check")
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.claims --claims {input.claims:q} --tables results/tables --out {output:q} > {log:q} 2>&1"
+        "python -m jsarag.report claims --claims {input.claims:q} > {log:q} 2>&1"
 
 
-ALL_TARGETS.extend([f"results/figures/{f}.png" for f in REPORT_FIGURES] + ["results/claims_check.txt"])
+ALL_TARGETS.extend([L.figure(f) for f in FIGURES] + [L.claims_check()])

@@ -1,5 +1,6 @@
-# Training stage: one job per dataset x method x seed. The loss of each method is computed by
-# jsarag/trainers/{rag,vrag,jsa}.py (loss_from_scores), on top of jsarag/objectives.py.
+# Training stage: one job per dataset x method x seed. `python -m jsarag.train` builds the trainer
+# of the method; its loss is `loss_from_scores` in jsarag/train/{rag,vrag,jsa}.py, on top of
+# jsarag/train/objectives.py (and jsarag/train/mis.py for JSA-RAG's E-step).
 wildcard_constraints:
     method="rag|vrag|jsa",
     seed=r"\d+",
@@ -8,19 +9,19 @@ wildcard_constraints:
 rule train:
     input:
         unpack(model_inputs),
-        examples="resources/datasets/{dataset}/train.jsonl",
+        examples=L.split("{dataset}", "train"),
     output:
-        model=directory(f"{RUN}/model"),
-        metrics=f"{RUN}/metrics.jsonl",
-        summary=f"{RUN}/train_summary.json",
+        model=directory(RUN.model),
+        metrics=RUN.train_log,
+        summary=RUN.summary,
     params:
-        json=method_params,
-        run=RUN,
+        json=run_json,
+        run=RUN.dir,
     threads: config["train"]["common"]["threads"]
     log:
-        "logs/train/{dataset}/{method}/seed{seed}.log",
+        L.log("train", "{dataset}", "{method}", "seed{seed}"),
     benchmark:
-        "benchmarks/out/train/{dataset}/{method}/seed{seed}.tsv"
+        L.benchmark("train", "{dataset}", "{method}", "seed{seed}")
     conda:
         "../envs/jsarag.yaml"
     shell:

@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from jsarag import tiny  # noqa: E402
+from jsarag.evaluate import tiny_kb as tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +40,5 @@ def tiny_kb(tmp_path_factory, tiny_encoder_dir):
 
 @pytest.fixture
 def tiny_model_factory(tiny_encoder_dir, tiny_causal_dir, tiny_kb):
-    """Build a RAGModel on the tiny assets for a method and config."""
-    from jsarag.train import build_model
-
-    def make(method, cfg):
-        return build_model(method, cfg, {"pooling": "mean"}, {"kind": "causal"}, tiny_encoder_dir, tiny_causal_dir,
-                           str(tiny_kb / "dense"), str(tiny_kb / "passages.jsonl"))
-
-    return make
+    """Build a LatentModel on the tiny assets for a method and config."""
+    return tiny.model_factory(tiny_encoder_dir, tiny_causal_dir, tiny_kb)

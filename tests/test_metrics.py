@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jsarag import InputError
-from jsarag import metrics as M
+from jsarag.evaluate import metrics as M
 
 # sacrebleu README: BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 ref_len = 18)
 SYS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]

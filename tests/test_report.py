@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jsarag import metrics as M
+from jsarag.evaluate import metrics as M
 from jsarag.io import write_json, write_jsonl
+from jsarag.report.__main__ import main as report_main
 
 CONFIG = {
     "seeds": [0, 1],
@@ -106,19 +107,16 @@ def make_runs(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from jsarag import claims, report
-
     tmp = tmp_path_factory.mktemp("report")
     make_runs(tmp / "runs")
-    report.main(["all", "--runs", str(tmp / "runs"), "--config-json", json.dumps(CONFIG), "--out", str(tmp / "results")])
-    claims.main(["--claims", str(Path(__file__).parents[1] / "jsarag" / "claims.yaml"),
-                 "--tables", str(tmp / "results" / "tables"), "--out", str(tmp / "results" / "claims_check.txt")])
+    for what in ("tables", "figures"):
+        report_main([what, "--root", str(tmp), "--params", json.dumps(CONFIG)])
+    report_main(["claims", "--root", str(tmp)])
     return tmp / "results"
 
 
 def test_all_outputs_exist(report):
-    from jsarag.figures import FIGURES
-    from jsarag.report import TABLES
+    from jsarag.layout import FIGURES, TABLES
 
     for t in TABLES:
         for ext in ("csv", "md", "tex"):
@@ -185,7 +183,7 @@ def test_claims_check_lines(report):
 
 
 def test_a_delta_inside_noise_does_not_reproduce_a_claim():
-    from jsarag.claims import _judge
+    from jsarag.report.claims import _judge
 
     claim = {"a": "jsa", "b": "rag", "direction": ">"}
     assert _judge(claim, 0.5, (-1.0, 2.0))[0] == "FAIL"   # right sign, CI includes 0
@@ -199,26 +197,21 @@ def test_a_delta_inside_noise_does_not_reproduce_a_claim():
 
 
 def test_missing_inputs_are_skipped_not_invented(tmp_path):
-    from jsarag import report
-
     cfg = dict(CONFIG, methods=["rag", "jsa"], seeds=[0])
     runs = tmp_path / "runs"
     write_jsonl(runs / "nq" / "rag" / "seed0" / "eval" / "predictions.jsonl", _qa_rows("rag", 0))
-    report.main(["tables", "--runs", str(runs), "--config-json", json.dumps(cfg), "--out", str(tmp_path / "res")])
-    gen = pd.read_csv(tmp_path / "res" / "tables" / "generation.csv")
+    report_main(["tables", "--root", str(tmp_path), "--params", json.dumps(cfg)])
+    gen = pd.read_csv(tmp_path / "results" / "tables" / "generation.csv")
     assert set(gen.method) == {"rag"} and set(gen.dataset) == {"nq"}
-    assert pd.read_csv(tmp_path / "res" / "tables" / "significance.csv").empty
-    assert "No data" in (tmp_path / "res" / "tables" / "cost.md").read_text()
+    assert pd.read_csv(tmp_path / "results" / "tables" / "significance.csv").empty
+    assert "No data" in (tmp_path / "results" / "tables" / "cost.md").read_text()
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
-    from jsarag import report
-
     bad = tmp_path / "runs" / "nq" / "rag" / "seed0" / "eval" / "predictions.jsonl"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"id": "a", "prediction": "x", "answers": ["x"]}\n{not json\n')
     with pytest.raises(SystemExit) as e:
-        report.main(["tables", "--runs", str(tmp_path / "runs"), "--config-json", json.dumps(CONFIG),
-                     "--out", str(tmp_path / "res")])
+        report_main(["tables", "--root", str(tmp_path), "--params", json.dumps(CONFIG)])
     assert e.value.code == 2
     assert f"{bad}:2" in capsys.readouterr().err

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from jsarag import InputError
-from jsarag import metrics as M
-from jsarag import stats as S
+from jsarag.evaluate import metrics as M
+from jsarag.report import stats as S
 
 
 def test_bootstrap_ci_covers_known_mean():

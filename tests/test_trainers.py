@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from jsarag.trainers import TRAINERS
-from jsarag.examples import load_examples
+from jsarag.data.examples import load_examples
+from jsarag.train import TRAINERS
 
 METHOD_OPTS = {
     "rag": [{"variant": "sequence"}, {"variant": "token"}],
@@ -28,7 +28,7 @@ def test_trainer_trains_and_logs(method, opts, tiny_model_factory, tiny_kb, tmp_
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     tr = TRAINERS[method](cfg, model, load_examples(tiny_kb / "train.jsonl"), tmp_path)
     summary = tr.train(progress=False)
-    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == tr.total_steps == summary["steps"] == 6
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     assert rows[0]["grad_norm/generator"] > 0 and rows[0]["grad_norm/prior"] > 0
@@ -62,7 +62,7 @@ def test_resume_after_kill_is_exact(method, tiny_model_factory, tiny_kb, tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     la = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     lb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda ls: [{k: v for k, v in json.loads(l).items() if k not in ("step_time", "tokens_per_s")} for l in ls]
+    strip = lambda ls: [{k: v for k, v in json.loads(line).items() if k not in ("step_time", "tokens_per_s")} for line in ls]
     assert strip(la) == strip(lb)
 
 

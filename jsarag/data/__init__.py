@@ -1,0 +1,1 @@
+"""Data stage: downloads, archives, corpus and question readers, splits, the answerable filter."""

@@ -1,0 +1,146 @@
+"""Example splits of a dataset: read its train/dev/test sources, filter, split with a fixed seed,
+and write train/valid/test JSONL plus stats.json (`python -m jsarag.data prepare-dataset`)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+
+from jsarag import InputError
+from jsarag.data.archive import where
+from jsarag.io import atomic_open, write_json
+from jsarag.layout import LAYOUT, SPLITS, Layout
+
+log = logging.getLogger("jsarag.data")
+SOURCES = ("train", "dev", "test")
+SEED = 0
+DEFAULT_HELDOUT = 0.1  # share of a pooled source used for valid/test when no n_* is given
+
+
+# --- reading the sources ---------------------------------------------------------------------
+def _member(cfg: dict, name: str, files: dict[str, str]) -> tuple[str, str | None]:
+    """A member value: "path/in/archive" (in the dataset's download) or {download, member?}."""
+    m = cfg["members"][name]
+    key, member = (m["download"], m.get("member")) if isinstance(m, dict) else (cfg.get("download"), m)
+    if key is None:
+        raise InputError(f"datasets.{cfg['_name']}.members.{name}: no download given")
+    if key not in files:
+        raise InputError(f"datasets.{cfg['_name']}.members.{name}: download {key!r} was not passed (--download {key}=PATH)")
+    return files[key], member
+
+
+def read_sources(cfg: dict, files: dict[str, str]) -> dict[str, list[tuple[str, dict]]]:
+    """{source: [(location, example)]} for the train/dev/test sources present in members."""
+    from jsarag.data import questions as F
+
+    fmt, members = cfg["format"], cfg["members"]
+    names = [s for s in SOURCES if s in members]
+    if not names:
+        raise InputError(f"datasets.{cfg['_name']}.members: needs at least one of {', '.join(SOURCES)}")
+    unknown = set(members) - set(SOURCES) - {"qrels", "answers", *(f"{s}_qrels" for s in SOURCES), *(f"{s}_answers" for s in SOURCES)}
+    if unknown:
+        raise InputError(f"datasets.{cfg['_name']}.members.{sorted(unknown)[0]}: unknown member name")
+    out = {}
+    for src in names:
+        path, member = _member(cfg, src, files)
+        loc = where(path, member)
+        if fmt == "dpr_topics":
+            rows = F.read_dpr_topics(path, member, loc, f"{cfg['_name']}-{src}")
+        elif fmt in ("msmarco", "orquac"):
+            qn = f"{src}_qrels" if f"{src}_qrels" in members else "qrels" if "qrels" in members else None
+            qrels = F.read_qrels(*_member(cfg, qn, files), where(*_member(cfg, qn, files))) if qn else None
+            if fmt == "orquac":
+                rows = F.read_orquac(path, member, loc, qrels)
+            else:
+                an = f"{src}_answers" if f"{src}_answers" in members else "answers" if "answers" in members else None
+                answers = F.read_msmarco_answers(*_member(cfg, an, files), where(*_member(cfg, an, files))) if an else None
+                rows = F.read_msmarco(path, member, loc, qrels or {}, answers)
+        elif fmt == "doqa":
+            rows = F.read_doqa(path, member, loc)
+        else:
+            raise InputError(f"datasets.{cfg['_name']}.format: unknown format {fmt!r}")
+        out[src] = [(f"{loc}:{n}" if n else f"{loc}", ex) for n, ex in rows]
+    return out
+
+
+def _check_ids(sources) -> None:
+    seen: dict[str, str] = {}
+    for rows in sources.values():
+        for loc, ex in rows:
+            if ex["id"] in seen:
+                raise InputError(f"{loc}: duplicate example id {ex['id']!r} (first at {seen[ex['id']]})")
+            seen[ex["id"]] = loc
+
+
+# --- splits ----------------------------------------------------------------------------------
+def _shuffled(rows: list, tag: str) -> list:
+    rows = list(rows)
+    random.Random(f"{SEED}-{tag}").shuffle(rows)
+    return rows
+
+
+def _n_heldout(n_cfg, pool: int) -> int:
+    return min(pool, n_cfg) if n_cfg is not None else max(1, int(round(pool * DEFAULT_HELDOUT)))
+
+
+def assign_splits(sources: dict[str, list], cfg: dict) -> dict[str, list]:
+    """train/dev/test sources -> train/valid/test splits, then a seeded subset of each."""
+    have = set(sources)
+    if have == {"train", "dev", "test"}:
+        split = {"train": sources["train"], "valid": sources["dev"], "test": sources["test"]}
+    elif "test" in have and len(have) == 2:
+        pool = _shuffled(sources[next(iter(have - {"test"}))], "pool")
+        nv = _n_heldout(cfg.get("n_valid"), len(pool))
+        split = {"train": pool[nv:], "valid": pool[:nv], "test": sources["test"]}
+    elif len(have) == 1:
+        pool = _shuffled(sources[next(iter(have))], "pool")
+        nt = _n_heldout(cfg.get("n_test"), len(pool))
+        nv = _n_heldout(cfg.get("n_valid"), len(pool) - nt)
+        split = {"test": pool[:nt], "valid": pool[nt : nt + nv], "train": pool[nt + nv :]}
+    else:  # train + dev, no test: dev is the test set, valid comes out of train
+        pool = _shuffled(sources["train"], "pool")
+        nv = _n_heldout(cfg.get("n_valid"), len(pool))
+        split = {"train": pool[nv:], "valid": pool[:nv], "test": sources["dev"]}
+    out = {}
+    for s in SPLITS:
+        n = cfg.get(f"n_{s}")
+        rows = split[s]
+        if n is not None and n < len(rows):
+            keep = set(map(id, _shuffled(rows, s)[:n]))
+            rows = [r for r in rows if id(r) in keep]  # subset, source order kept
+        out[s] = rows
+    return out
+
+
+def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | None, layout: Layout = LAYOUT) -> dict:
+    t0 = time.time()
+    cfg = {**cfg, "_name": name}
+    sources = read_sources(cfg, files)
+    _check_ids(sources)
+    stats: dict = {"dataset": name, "read": {s: len(r) for s, r in sources.items()}}
+    if cfg.get("filter_answerable"):
+        if corpus is None:
+            raise InputError(f"datasets.{name}.filter_answerable: needs --corpus")
+        from jsarag.data.answerable import answerable
+
+        flat = [ex for rows in sources.values() for _, ex in rows]
+        ok = iter(answerable(flat, corpus))
+        kept = {s: [r for r in rows if next(ok)] for s, rows in sources.items()}
+        stats["answerable"] = {s: len(kept[s]) for s in sources}
+        stats["dropped"] = {s: len(sources[s]) - len(kept[s]) for s in sources}
+        for s in sources:
+            log.info("%s/%s: kept %d answerable questions, dropped %d", name, s, len(kept[s]), len(sources[s]) - len(kept[s]))
+        sources = kept
+    splits = assign_splits(sources, cfg)
+    with contextlib.ExitStack() as stack:  # all splits renamed into place only if all succeed
+        files_out = {s: stack.enter_context(atomic_open(layout.split(name, s))) for s in SPLITS}
+        for s in SPLITS:
+            for _, ex in splits[s]:
+                files_out[s].write(json.dumps(ex, ensure_ascii=False) + "\n")
+    stats["written"] = {s: len(splits[s]) for s in SPLITS}
+    stats["seconds"] = round(time.time() - t0, 2)
+    write_json(layout.dataset_stats(name), stats)
+    log.info("%s: wrote %s in %.1fs", name, stats["written"], stats["seconds"])
+    return stats

@@ -1,0 +1,2 @@
+"""Evaluation stage: predictions, metrics, the MIS sweep, and the exact-gradient check on an
+enumerable knowledge base."""

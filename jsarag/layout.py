@@ -1,0 +1,162 @@
+"""Every path of the project's file tree, written down once.
+
+- `resources/`: downloads, passage collections, example splits, exported models, indexes;
+- `runs/`: one folder per training run (model, logs, checkpoint, evaluation), the retrieval
+  baselines, the MIS sweeps and the estimator check;
+- `results/`: the tables, figures and claims check that are committed;
+- `logs/` and `benchmarks/out/`: one log and one benchmark file per workflow job.
+
+The rules build their inputs and outputs here (with `{wildcard}` strings in place of names), and
+the code that writes or reads a file asks the same functions, so the tree is defined in one place.
+A `Layout` is rooted at the project folder; paths are strings relative to it unless `root` is set.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+SPLITS = ("train", "valid", "test")
+BASELINES = ("bm25", "dense")
+TABLES = ("generation", "retrieval_prior", "retrieval_posterior", "cost", "grad_norm", "mis", "significance")
+TABLE_FORMATS = ("csv", "md", "tex")
+FIGURES = ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one training run, rooted at its folder."""
+    dir: str
+
+    def _p(self, *parts: str) -> str:
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def model(self) -> str:
+        return self._p("model")
+
+    @property
+    def weights(self) -> str:
+        return self._p("model", "trainable.pt")
+
+    @property
+    def model_config(self) -> str:
+        return self._p("model", "config.json")
+
+    @property
+    def train_log(self) -> str:
+        return self._p("metrics.jsonl")
+
+    @property
+    def summary(self) -> str:
+        return self._p("train_summary.json")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self._p("checkpoint")
+
+    @property
+    def checkpoint(self) -> str:
+        return self._p("checkpoint", "last.pt")
+
+    @property
+    def eval_dir(self) -> str:
+        return self._p("eval")
+
+    @property
+    def predictions(self) -> str:
+        return self._p("eval", "predictions.jsonl")
+
+    @property
+    def eval_metrics(self) -> str:
+        return self._p("eval", "metrics.json")
+
+    @property
+    def mis_sweep(self) -> str:
+        return self._p("mis_sweep.jsonl")
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str = ""
+
+    def _p(self, *parts) -> str:
+        return os.path.join(self.root, *map(str, parts)) if self.root else os.path.join(*map(str, parts))
+
+    # -- resources/ ------------------------------------------------------------------------------
+    def download(self, filename: str) -> str:
+        return self._p("resources", "downloads", filename)
+
+    def collection(self, corpus: str) -> str:
+        """The folder holding a corpus's passages.jsonl (what Lucene's JsonCollection reads)."""
+        return self._p("resources", "corpora", corpus, "collection")
+
+    def passages(self, corpus: str) -> str:
+        return self._p("resources", "corpora", corpus, "collection", "passages.jsonl")
+
+    def passage_offsets(self, corpus: str) -> str:
+        return offsets_of(self.passages(corpus))
+
+    def dataset_dir(self, dataset: str) -> str:
+        return self._p("resources", "datasets", dataset)
+
+    def split(self, dataset: str, split: str) -> str:
+        return self._p("resources", "datasets", dataset, f"{split}.jsonl")
+
+    def dataset_stats(self, dataset: str) -> str:
+        return self._p("resources", "datasets", dataset, "stats.json")
+
+    def model(self, role: str) -> str:
+        return self._p("resources", "models", role)
+
+    def bm25_index(self, corpus: str) -> str:
+        return self._p("resources", "indexes", corpus, "bm25")
+
+    def dense_index(self, corpus: str) -> str:
+        return self._p("resources", "indexes", corpus, "dense")
+
+    # -- runs/ ---------------------------------------------------------------------------------
+    def run(self, dataset: str, method: str, seed) -> RunFiles:
+        return RunFiles(self._p("runs", dataset, method, f"seed{seed}"))
+
+    def baselines_dir(self, dataset: str) -> str:
+        return self._p("runs", dataset, "baselines")
+
+    def baseline(self, dataset: str, name: str) -> str:
+        return self._p("runs", dataset, "baselines", f"{name}.jsonl")
+
+    def baseline_metrics(self, dataset: str) -> str:
+        return self._p("runs", dataset, "baselines", "metrics.json")
+
+    def estimators(self) -> str:
+        return self._p("runs", "verify", "estimators.jsonl")
+
+    # -- results/ --------------------------------------------------------------------------------
+    def tables_dir(self) -> str:
+        return self._p("results", "tables")
+
+    def table(self, name: str, fmt: str = "csv") -> str:
+        return self._p("results", "tables", f"{name}.{fmt}")
+
+    def figures_dir(self) -> str:
+        return self._p("results", "figures")
+
+    def figure(self, name: str) -> str:
+        return self._p("results", "figures", f"{name}.png")
+
+    def claims_check(self) -> str:
+        return self._p("results", "claims_check.txt")
+
+    # -- per-job logs and benchmarks -----------------------------------------------------------
+    def log(self, rule: str, *parts: str) -> str:
+        return self._p("logs", rule, *parts[:-1], f"{parts[-1] if parts else rule}.log")
+
+    def benchmark(self, rule: str, *parts: str) -> str:
+        return self._p("benchmarks", "out", rule, *parts[:-1], f"{parts[-1] if parts else rule}.tsv")
+
+
+def offsets_of(passages_jsonl: str | os.PathLike) -> str:
+    """The byte-offset index written beside a passage file (jsarag.model.passages)."""
+    return f"{passages_jsonl}.offsets.npy"
+
+
+LAYOUT = Layout()

@@ -1,0 +1,95 @@
+"""Where models come from: an installed package, a local directory, or a hub id.
+
+`export` turns any of these into a plain transformers directory once (the GGUF generator is
+dequantized here; `python -m jsarag.data export-model`), so every training and evaluation job
+loads it in about a second.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from jsarag import InputError
+
+
+def _package_dir(name: str) -> Path:
+    # find_spec does not execute the package: both asset packages fail on import.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"model package {name!r} is not installed (see README: install with --no-deps)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve(source: str) -> tuple[str, dict]:
+    """Map a model source to (path_or_id, extra from_pretrained kwargs).
+
+    - "package:PKG/SUBDIR"      a directory inside an installed package
+    - "gguf:PKG/FILE.gguf"      a GGUF file inside an installed package (needs the gguf package)
+    - a local directory
+    - anything else: a hub id (fails with a clear message offline)
+    """
+    if source.startswith("package:"):
+        pkg, _, sub = source[len("package:"):].partition("/")
+        path = _package_dir(pkg) / sub
+        if not path.exists():
+            raise InputError(f"{path} not found in package {pkg!r}")
+        return str(path), {}
+    if source.startswith("gguf:"):
+        pkg, _, fname = source[len("gguf:"):].partition("/")
+        d = _package_dir(pkg)
+        if not (d / fname).exists():
+            raise InputError(f"{d / fname} not found in package {pkg!r}")
+        return str(d), {"gguf_file": fname}
+    if os.path.isdir(source):
+        return source, {}
+    return source, {}
+
+
+def hub_error(source: str, err: Exception) -> InputError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = " (HF_HUB_OFFLINE=1 is set)" if offline else " (is the model hub reachable?)"
+    return InputError(f"cannot load model {source!r}: not a local directory or package, and the hub failed{hint}: {err}")
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    path, kw = resolve(source)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kw)
+    except OSError as e:
+        raise hub_error(source, e) from None
+    return tok
+
+
+def load_model(source: str, kind: str = "encoder", dtype=None):
+    """kind: encoder (AutoModel), causal (AutoModelForCausalLM), seq2seq (AutoModelForSeq2SeqLM)."""
+    import torch
+    import transformers as tf
+
+    cls = {"encoder": tf.AutoModel, "causal": tf.AutoModelForCausalLM, "seq2seq": tf.AutoModelForSeq2SeqLM}[kind]
+    path, kw = resolve(source)
+    try:
+        model = cls.from_pretrained(path, dtype=dtype or torch.float32, **kw)
+    except OSError as e:
+        raise hub_error(source, e) from None
+    if "gguf_file" in kw:
+        # A dequantized GGUF model keeps a quantizer that refuses save_pretrained: rebuild it plain.
+        cfg = model.config.to_dict()
+        cfg.pop("quantization_config", None)
+        plain = type(model)(type(model.config).from_dict(cfg))
+        plain.load_state_dict(model.state_dict())
+        model = plain
+    return model
+
+
+def export(source: str, kind: str, out: str) -> None:
+    """Save `source` as a plain transformers directory at `out` (atomically)."""
+    from jsarag.io import atomic_dir
+
+    model = load_model(source, kind)
+    tok = load_tokenizer(source)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)

@@ -1,0 +1,59 @@
+"""`python -m jsarag.report`: the report stage (rules/report.smk).
+
+  tables   the tables of jsarag.layout.TABLES (CSV, Markdown, LaTeX) from the run tree
+  figures  the figures of jsarag.layout.FIGURES
+  claims   the paper's claims (claims.yaml) checked against the tables
+
+--params is the part of the config the report reads, as JSON (jsarag.config.report_params).
+--root is the project folder that holds runs/ and results/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jsarag.cli import read_params, run_cli
+from jsarag.layout import Layout
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m jsarag.report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("tables", "figures", "claims"))
+    ap.add_argument("--params", help="the report's config sections as JSON (tables, figures)")
+    ap.add_argument("--root", default="", help="project folder (default: the current one)")
+    ap.add_argument("--claims", default=None, help="claims YAML (default: the packaged claims.yaml)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap / permutation seed")
+    ap.add_argument("--strict", action="store_true", help="claims: exit 1 if a claim FAILs")
+    args = ap.parse_args(argv)
+
+    def go():
+        from jsarag import InputError
+
+        layout = Layout(args.root)
+        if args.what == "claims":
+            from jsarag.report.claims import CLAIMS, claims_check
+
+            verdicts = claims_check(args.claims or CLAIMS, layout)
+            if args.strict and any(v.status == "FAIL" for v in verdicts):
+                sys.exit(1)
+            return
+        if not args.params:
+            raise InputError(f"{args.what}: --params is required")
+        from jsarag.report.runs import ReportConfig, RunTree
+
+        tree = RunTree(args.root, ReportConfig.from_config(read_params(args.params)))
+        if args.what == "tables":
+            from jsarag.report.tables import build_tables
+
+            build_tables(tree, layout, args.seed)
+        else:
+            from jsarag.report.figures import build_figures
+
+            build_figures(tree, layout, args.seed)
+
+    run_cli(go)
+
+
+if __name__ == "__main__":
+    main()

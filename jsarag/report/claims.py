@@ -1,0 +1,204 @@
+"""The claims check (`python -m jsarag.report claims`).
+
+Checks each claim of claims.yaml against the regenerated tables (the tidy CSVs) and prints one
+line per claim: OK / FAIL / SKIP, the table cell it concerns, the measured value and
+its CI (or sd over seeds). Nothing is hard-coded here: every number comes from the tables.
+Exit status 0 whatever the verdicts (it is a report); --strict exits 1 when a claim FAILs.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jsarag import InputError
+from jsarag.io import atomic_open
+from jsarag.layout import Layout
+
+log = logging.getLogger("jsarag.report")
+CLAIMS = Path(__file__).with_name("claims.yaml")
+
+REQUIRED = {"delta": ("id", "text", "dataset", "metric", "a", "b", "direction"),
+            "compare": ("id", "text", "table", "dataset", "metric", "a", "b", "direction")}
+
+
+@dataclass
+class Verdict:
+    status: str   # OK | FAIL | SKIP
+    claim_id: str
+    where: str
+    detail: str
+    text: str
+
+    def line(self) -> str:
+        return f"{self.status:<4} {self.claim_id}  {self.where}  {self.detail}  -- {self.text}"
+
+
+def load_claims(path: str | Path) -> list[dict]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"{path}:{mark.line + 1 if mark else '?'}: malformed YAML") from None
+    claims = (doc or {}).get("claims")
+    if not isinstance(claims, list):
+        raise InputError(f"{path}: expected a top-level 'claims' list")
+    for i, c in enumerate(claims):
+        kind = c.get("kind")
+        if kind not in REQUIRED:
+            raise InputError(f"{path}: claims[{i}].kind must be one of {sorted(REQUIRED)}, got {kind!r}")
+        missing = [k for k in REQUIRED[kind] if k not in c]
+        if missing:
+            raise InputError(f"{path}: claims[{i}] ({c.get('id')}): missing {', '.join(missing)}")
+        if c["direction"] not in (">", "<"):
+            raise InputError(f"{path}: claims[{i}].direction must be '>' or '<'")
+        if (c.get("size") is None) != (c.get("tolerance") is None):
+            raise InputError(f"{path}: claims[{i}] ({c['id']}): size and tolerance go together")
+    return claims
+
+
+class Tables:
+    def __init__(self, root: str | Path):
+        self.root, self._cache = Path(root), {}
+
+    def get(self, name: str) -> pd.DataFrame | None:
+        if name not in self._cache:
+            p = self.root / f"{name}.csv"
+            self._cache[name] = pd.read_csv(p, keep_default_na=False, na_values=[""]) if p.exists() else None
+            if self._cache[name] is None:
+                log.info("table %s not found", p)
+        return self._cache[name]
+
+
+def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> tuple[str, str]:
+    """OK when the claimed direction holds (and, for a delta with a CI, the 95% CI lies on the claimed
+    side of 0: a difference the test set cannot tell from noise does not reproduce a claim) and, if a
+    size is claimed, |measured - size| <= tolerance."""
+    sign = 1 if c["direction"] == ">" else -1
+    if not np.isfinite(measured):
+        return "FAIL", "measured value is not finite"
+    if sign * measured <= 0:
+        return "FAIL", f"direction {c['a']} {c['direction']} {c['b']} does not hold"
+    if ci is not None and min(sign * ci[0], sign * ci[1]) <= 0:
+        return "FAIL", f"direction {c['a']} {c['direction']} {c['b']} holds but is not significant (95% CI includes 0)"
+    if c.get("size") is not None:
+        size = sign * abs(float(c["size"]))
+        if abs(measured - size) > float(c["tolerance"]):
+            return "FAIL", f"direction holds, size off: claimed {size:+.2f} ± {float(c['tolerance']):.2f}"
+    return "OK", ""
+
+
+def _claimed(c: dict) -> str:
+    s = f"claimed {c['a']} {c['direction']} {c['b']}"
+    if c.get("size") is not None:
+        s += f" by {float(c['size']):+.2f} ± {float(c['tolerance']):.2f}"
+    return s
+
+
+def _datasets(c: dict, present: set[str]) -> list[str]:
+    if c["dataset"] == "*":
+        return sorted(present)
+    names = [c["dataset"], *c.get("aliases", [])]
+    return [n for n in names if n in present][:1]
+
+
+def _values(tables: Tables, c: dict, d: str) -> str:
+    t = tables.get(c["values_table"]) if c.get("values_table") else None
+    if t is None:
+        return ""
+    parts = []
+    for m in (c["a"], c["b"]):
+        r = t[(t["dataset"] == d) & (t["method"] == m) & (t["metric"] == c["metric"])]
+        if len(r):
+            r = r.iloc[0]
+            parts.append(f"{m}={r['value']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]")
+    return f"; {c['values_table']}: " + ", ".join(parts) if parts else ""
+
+
+def check_delta(c: dict, tables: Tables) -> list[Verdict]:
+    t = tables.get("significance")
+    if t is None:
+        return [Verdict("SKIP", c["id"], "significance[-]", "table significance.csv not found", c["text"])]
+    ds = _datasets(c, set(t["dataset"]))
+    if not ds:
+        return [Verdict("SKIP", c["id"], f"significance[{c['dataset']}]", "dataset not in this run", c["text"])]
+    out = []
+    for d in ds:
+        where = f"significance[{d}, {c['metric']}, {c['a']} - {c['b']}]"
+        rows = t[(t["dataset"] == d) & (t["metric"] == c["metric"])]
+        fwd = rows[(rows["a"] == c["a"]) & (rows["b"] == c["b"])]
+        rev = rows[(rows["a"] == c["b"]) & (rows["b"] == c["a"])]
+        if len(fwd):
+            r = fwd.iloc[0]
+            delta, lo, hi = r["delta"], r["lo"], r["hi"]
+        elif len(rev):
+            r = rev.iloc[0]
+            delta, lo, hi = -r["delta"], -r["hi"], -r["lo"]
+        else:
+            out.append(Verdict("SKIP", c["id"], where, f"no {c['metric']} comparison of {c['a']} and {c['b']} "
+                               "(method or metric not in this run)", c["text"]))
+            continue
+        status, why = _judge(c, float(delta), (float(lo), float(hi)))
+        sig = "CI excludes 0" if (lo > 0 or hi < 0) else "CI includes 0"
+        detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
+                  f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d))
+        out.append(Verdict(status, c["id"], where, detail + (f"; {why}" if why else ""), c["text"]))
+    return out
+
+
+def check_compare(c: dict, tables: Tables) -> list[Verdict]:
+    t = tables.get(c["table"])
+    if t is None:
+        return [Verdict("SKIP", c["id"], f"{c['table']}[-]", f"table {c['table']}.csv not found", c["text"])]
+    t = t[t["metric"] == c["metric"]]
+    ds = _datasets(c, set(t["dataset"]))
+    if not ds:
+        return [Verdict("SKIP", c["id"], f"{c['table']}[{c['dataset']}, {c['metric']}]",
+                        "dataset not in this run (or metric absent)", c["text"])]
+    out = []
+    for d in ds:
+        suffix = f"[{d}]" if c["dataset"] == "*" else ""
+        where = f"{c['table']}[{d}, {c['metric']}, {c['a']} vs {c['b']}]"
+        cell = {m: t[(t["dataset"] == d) & (t["method"] == m)] for m in (c["a"], c["b"])}
+        missing = [m for m, r in cell.items() if r.empty]
+        if missing:
+            out.append(Verdict("SKIP", c["id"] + suffix, where, f"method(s) {', '.join(missing)} not in this run", c["text"]))
+            continue
+        ra, rb = cell[c["a"]].iloc[0], cell[c["b"]].iloc[0]
+        measured = float(ra["value"] - rb["value"])
+        status, why = _judge(c, measured)
+        detail = (f"measured {c['a']}={ra['value']:.4g} ± {ra['sd']:.2g}, {c['b']}={rb['value']:.4g} ± {rb['sd']:.2g} "
+                  f"(sd over {int(ra['n_seeds'])}/{int(rb['n_seeds'])} seeds), difference {measured:+.4g}; {_claimed(c)}")
+        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
+    return out
+
+
+def check_all(claims: list[dict], tables_dir: str | Path) -> list[Verdict]:
+    tables = Tables(tables_dir)
+    verdicts = []
+    for c in claims:
+        verdicts += (check_delta if c["kind"] == "delta" else check_compare)(c, tables)
+    return verdicts
+
+
+def claims_check(claims_path: str | Path, layout: Layout) -> list[Verdict]:
+    """Check every claim against the tables under `layout` and write the claims check."""
+    tables_dir = Path(layout.tables_dir())
+    if not tables_dir.is_dir():
+        raise InputError(f"{tables_dir} is not a directory: build the tables first")
+    verdicts = check_all(load_claims(claims_path), tables_dir)
+    counts = {s: sum(v.status == s for v in verdicts) for s in ("OK", "FAIL", "SKIP")}
+    header = (f"# claims of arXiv 2508.18168 ({Path(claims_path).name}) checked against the tables in results/tables: "
+              f"{counts['OK']} OK, {counts['FAIL']} FAIL, {counts['SKIP']} SKIP\n"
+              "# deltas in points of the metric; CI = paired bootstrap 95%; SKIP = dataset/method not in this run\n")
+    text = header + "".join(v.line() + "\n" for v in verdicts)
+    with atomic_open(layout.claims_check()) as f:
+        f.write(text)
+    sys.stdout.write(text)
+    return verdicts

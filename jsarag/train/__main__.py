@@ -1,0 +1,54 @@
+"""`python -m jsarag.train`: train one method on one dataset and seed (the workflow's train rule).
+
+--params is the job's config as JSON (jsarag.config.run_params): method, dataset, task, the merged
+train section, models.retriever and models.generator. The loss of each method is computed by its
+trainer's `loss_from_scores` (jsarag/train/{rag,vrag,jsa}.py) on top of jsarag/train/objectives.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from jsarag.cli import read_params, run_cli
+from jsarag.config import RunParams
+from jsarag.data.examples import load_examples
+from jsarag.io import write_json
+from jsarag.layout import RunFiles
+from jsarag.model.factory import build_model
+from jsarag.train import TRAINERS
+
+
+def train(p: RunParams, examples_path: str, passages: str, index: str, retriever: str, generator: str, out: str,
+          progress: bool = True) -> dict:
+    cfg = p.train
+    torch.set_num_threads(cfg.threads)
+    examples = load_examples(examples_path)
+    trainer_cls = TRAINERS[p.method]
+    model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior)
+    trainer = trainer_cls(cfg, model, examples, out)
+    summary = trainer.train(progress=progress)
+    write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
+    trainer.drop_checkpoint()
+    return summary
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m jsarag.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", required=True, help="the job's config as JSON (see above)")
+    ap.add_argument("--train", required=True, help="train split JSONL")
+    ap.add_argument("--passages", required=True, help="passage collection JSONL")
+    ap.add_argument("--index", required=True, help="dense index directory")
+    ap.add_argument("--retriever", required=True, help="retriever model directory or source")
+    ap.add_argument("--generator", required=True, help="generator model directory or source")
+    ap.add_argument("--out", required=True, help="run directory")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    run_cli(lambda: train(read_params(args.params, RunParams), args.train, args.passages, args.index, args.retriever,
+                          args.generator, args.out, progress=not args.no_progress))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Typed training configs, one per method (TRL style). Unknown keys are refused by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jsarag import InputError
+from jsarag.config import Section, choice
+from jsarag.model.generator import DEFAULT_INSTRUCTION
+
+
+def method_config(method: str, train: dict) -> TrainConfig:
+    """The typed config of `method` from a merged train section."""
+    from jsarag.train import TRAINERS
+
+    if method not in TRAINERS:
+        raise InputError(f"unknown method {method!r} (choose from {', '.join(TRAINERS)})")
+    return TRAINERS[method].config_class.from_dict(train, where=f"train.{method}")
+
+
+@dataclass
+class TrainConfig(Section):
+    epochs: int = 1
+    max_steps: int = 0  # > 0 caps optimizer steps
+    batch_size: int = 1
+    grad_accum: int = 1
+    lr_generator: float = 2e-4
+    lr_retriever: float = 1e-5
+    betas: tuple = (0.9, 0.95)
+    eps: float = 1e-7
+    weight_decay: float = 0.01
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    tau: float = 0.1
+    k: int = 3  # top-k per retriever in the candidate set
+    exact: bool = False  # normalize over the whole knowledge base (small KBs only)
+    train_prior: bool = True
+    index_refresh: int = 0  # re-encode the passages with the prior encoder every N steps (0: never)
+    max_input_tokens: int = 256
+    max_target_tokens: int = 32
+    checkpoint_every: int = 50
+    threads: int = 2
+    seed: int = 0
+    lora: dict | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
+    instruction: str = DEFAULT_INSTRUCTION
+
+
+
+@dataclass
+class RAGConfig(TrainConfig):
+    variant: str = "sequence"  # sequence | token
+
+    def check(self, where):
+        choice(self.variant, ("sequence", "token"), f"{where}.variant")
+
+
+@dataclass
+class VRAGConfig(TrainConfig):
+    estimator: str = "exact"  # exact: weighted sum over q's top-k; sampled: score-function estimate
+    kl_weight: float = 1.0
+    kl_over_union: bool = False
+    n_samples: int = 4
+    baseline: str = "mean"  # none | mean (leave-one-out)
+
+    def check(self, where):
+        choice(self.estimator, ("exact", "sampled"), f"{where}.estimator")
+        choice(self.baseline, ("none", "mean"), f"{where}.baseline")
+
+
+@dataclass
+class JSAConfig(TrainConfig):
+    proposals: int = 10  # m, MIS proposals per example and step
+    token_average: bool = False  # authors' code: token-averaged log-likelihood in acceptance and loss
+    cache: bool = True  # textbook persistent MIS; False: authors' code (restart each step)

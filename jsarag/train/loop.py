@@ -1,0 +1,218 @@
+"""The training loop shared by the three methods: optimizer, schedule, accumulation, clipping,
+checkpoint/resume, metrics log. A method only defines `compute_loss`."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from jsarag.io import atomic_path, write_json
+from jsarag.layout import RunFiles
+from jsarag.model.latent import LatentModel, Scores
+from jsarag.train.config import TrainConfig
+
+log = logging.getLogger("jsarag.train")
+
+
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    """Linear warm-up, then cosine decay to min_ratio of the peak."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        prog = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+    return f
+
+
+def grad_norm(params) -> float:
+    sq = [p.grad.detach().pow(2).sum() for p in params if p.grad is not None]
+    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+
+
+class Trainer:
+    method = "base"
+    config_class = TrainConfig
+    uses_posterior = False
+
+    def __init__(self, cfg: TrainConfig, model: LatentModel, examples: list[dict], out_dir: str | Path):
+        self.cfg, self.model, self.examples = cfg, model, examples
+        self.out = Path(out_dir)
+        self.files = RunFiles(str(out_dir))
+        self.sampler = torch.Generator().manual_seed(cfg.seed + 1)  # MIS / sampled-VRAG draws
+        if not cfg.train_prior:
+            model.prior.requires_grad_(False)
+        groups = []
+        comps = model.components()
+        if comps["generator"]:
+            groups.append({"params": comps["generator"], "lr": cfg.lr_generator, "name": "generator"})
+        ret = comps["prior"] + comps.get("posterior", [])
+        if ret:
+            groups.append({"params": ret, "lr": cfg.lr_retriever, "name": "retriever"})
+        self.optimizer = torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        per_epoch = math.ceil(len(examples) / cfg.batch_size / cfg.grad_accum)
+        self.total_steps = per_epoch * cfg.epochs if cfg.max_steps <= 0 else min(cfg.max_steps, per_epoch * cfg.epochs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
+        self.step = 0  # optimizer steps done
+        self.state: dict = {}  # method state saved in checkpoints (the MIS cache)
+        self.log_rows: list[dict] = []  # metrics of the steps done, also kept in checkpoints
+
+    # -- to override ------------------------------------------------------------------------
+    def loss_from_scores(self, batch: list[dict], s: Scores) -> tuple[torch.Tensor, dict]:
+        """The method's loss (a scalar to minimize) and its logged terms."""
+        raise NotImplementedError
+
+    def extra_rows(self, batch: list[dict]) -> list[list[int]] | None:
+        """Passages that must join the candidate set (JSA: the cached MIS state)."""
+        return None
+
+    def compute_loss(self, batch: list[dict]) -> tuple[torch.Tensor, dict, Scores]:
+        s = self.model.score(batch, k=self.cfg.k, use_posterior=self.uses_posterior, extra_rows=self.extra_rows(batch),
+                             exact=self.cfg.exact)
+        loss, logs = self.loss_from_scores(batch, s)
+        logs = {"loss": loss.item(), **logs, "candidates": s.mask.sum(-1).float().mean().item()}
+        return loss, logs, s
+
+    # -- data order -------------------------------------------------------------------------
+    def batches(self, start_micro: int):
+        """Micro-batches from a seeded permutation per epoch; resumes at micro-batch `start_micro`."""
+        bs = self.cfg.batch_size
+        per_epoch = math.ceil(len(self.examples) / bs)
+        total = self.total_steps * self.cfg.grad_accum
+        for micro in range(start_micro, total):
+            epoch, i = divmod(micro, per_epoch)
+            perm = np.random.default_rng(self.cfg.seed + epoch).permutation(len(self.examples))
+            yield epoch, [self.examples[j] for j in perm[i * bs:(i + 1) * bs]]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def trainable_state(self) -> dict:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: method, config and training examples."""
+        import hashlib
+
+        key = json.dumps({"method": self.method, "config": self.cfg.to_dict(), "examples": [e["id"] for e in self.examples]},
+                         sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.files.checkpoint)
+
+    def save_checkpoint(self) -> None:
+        ck = {
+            "fingerprint": self.fingerprint(), "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "sampler": self.sampler.get_state()},
+        }
+        if self.cfg.index_refresh:
+            import faiss
+            ck["index"] = faiss.serialize_index(self.model.index.index)
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(ck, tmp)
+
+    def drop_checkpoint(self) -> None:
+        """A finished run keeps its model, not its checkpoint: the checkpoint exists to resume a
+        killed run, and a forced rerun (`snakemake --forcerun train`) must start from step 0."""
+        shutil.rmtree(self.checkpoint_path.parent, ignore_errors=True)
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        ck = torch.load(path, weights_only=False)
+        if ck.get("fingerprint") != self.fingerprint():
+            log.warning("%s was written with another config or data: starting from step 0", path)
+            return False
+        self.model.load_state_dict(ck["model"], strict=False)
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.state = ck["state"]
+        self.log_rows = ck["log"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        np.random.set_state(ck["rng"]["numpy"])
+        random.setstate(ck["rng"]["python"])
+        self.sampler.set_state(ck["rng"]["sampler"])
+        if "index" in ck:
+            import faiss
+            self.model.index.index = faiss.deserialize_index(ck["index"])
+        self.step = ck["step"]
+        return True
+
+    def save_model(self) -> None:
+        with atomic_path(self.files.weights) as tmp:
+            torch.save(self.trainable_state(), tmp)
+        write_json(self.files.model_config, {"method": self.method, **self.cfg.to_dict()})
+
+    # -- loop -------------------------------------------------------------------------------
+    def train(self, progress: bool = True, stop_after: int | None = None) -> dict | None:
+        """Train to the end, resuming from the last checkpoint if there is one. `stop_after` ends the
+        process abruptly after that step, without a final checkpoint (tests use it as a kill)."""
+        torch.set_num_threads(self.cfg.threads)
+        resumed = self.load_checkpoint()
+        log_path = Path(self.files.train_log)
+        self.out.mkdir(parents=True, exist_ok=True)
+        # the log restarts from the checkpoint's rows: steps after it are redone (a workflow
+        # manager may also have deleted the log of the killed job)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
+        comps = self.model.components()
+        all_params = [p for ps in comps.values() for p in ps]
+        self.model.train()
+        t_start = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.method}", mininterval=2, disable=not progress)
+        acc, logs_acc, tokens, t0 = 0, {}, 0, time.perf_counter()
+        with open(log_path, "a") as log:
+            for epoch, batch in self.batches(self.step * self.cfg.grad_accum):
+                loss, logs, scores = self.compute_loss(batch)
+                (loss / self.cfg.grad_accum).backward()
+                tokens += scores.n_tokens
+                for key, v in logs.items():
+                    logs_acc[key] = logs_acc.get(key, 0.0) + v / self.cfg.grad_accum
+                acc += 1
+                if acc < self.cfg.grad_accum:
+                    continue
+                norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
+                torch.nn.utils.clip_grad_norm_(all_params, self.cfg.clip)
+                lr = self.scheduler.get_last_lr()[0]
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                dt = time.perf_counter() - t0
+                row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
+                self.log_rows.append(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs_acc.get('loss', float('nan')):.3f}")
+                acc, logs_acc, tokens = 0, {}, 0
+                if self.cfg.index_refresh and self.step % self.cfg.index_refresh == 0:
+                    self.model.index.rebuild(self.model.prior, self.model.store)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
+                    self.save_checkpoint()
+                if stop_after is not None and self.step >= stop_after:
+                    bar.close()
+                    return None
+                t0 = time.perf_counter()
+        bar.close()
+        self.save_model()
+        rows = self.log_rows
+        secs = sum(r["step_time"] for r in rows)
+        summary = {
+            "method": self.method, "steps": self.step, "seconds": secs,
+            "seconds_per_100_steps": 100 * secs / max(1, len(rows)),
+            "tokens_per_s": float(np.mean([r["tokens_per_s"] for r in rows])) if rows else 0.0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "wall_seconds_this_run": time.perf_counter() - t_start, "resumed": resumed,
+        }
+        return summary

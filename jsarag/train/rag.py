@@ -1,0 +1,20 @@
+"""Vanilla RAG: top-K marginal likelihood (RAG-Sequence or RAG-Token)."""
+from __future__ import annotations
+
+from jsarag.train.config import RAGConfig
+from jsarag.train.loop import Trainer
+from jsarag.train.objectives import rag_sequence_loss, rag_token_loss
+
+
+class RAGTrainer(Trainer):
+    method = "rag"
+    config_class = RAGConfig
+    uses_posterior = False
+
+    def loss_from_scores(self, batch, s):
+        K = self.cfg.k  # top-K of the prior; over the whole KB in exact mode (K >= N: exact marginal)
+        if self.cfg.variant == "token":
+            nll = rag_token_loss(s.prior_logits, s.token_logp, s.token_mask, s.mask, K)
+        else:
+            nll = rag_sequence_loss(s.prior_logits, s.loglik, s.mask, K)
+        return nll.mean(), {"loss/nll": nll.mean().item()}

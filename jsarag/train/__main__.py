@@ -28,9 +28,10 @@ def train(p: RunParams, examples_path: str, passages: str, index: str, retriever
     trainer_cls = TRAINERS[p.method]
     model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior)
     trainer = trainer_cls(cfg, model, examples, out)
-    summary = trainer.train(progress=progress)
-    write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
-    trainer.drop_checkpoint()
+    summary = trainer.train(progress=progress and trainer.dp.is_main)
+    if trainer.dp.is_main:  # one writer under torchrun
+        write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
+        trainer.drop_checkpoint()
     return summary
 
 

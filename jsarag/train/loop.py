@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import resource
 import shutil
@@ -19,6 +20,8 @@ from jsarag.io import atomic_path, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
 from jsarag.train.config import TrainConfig
+from jsarag.train.distributed import DataParallel
+from jsarag.train.preemption import Preempted, StopFlag
 
 log = logging.getLogger("jsarag.train")
 
@@ -64,6 +67,7 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.state: dict = {}  # method state saved in checkpoints (the MIS cache)
         self.log_rows: list[dict] = []  # metrics of the steps done, also kept in checkpoints
+        self.dp = DataParallel.from_env()  # one process, or this rank of a torchrun job (distributed.py)
 
     # -- to override ------------------------------------------------------------------------
     def loss_from_scores(self, batch: list[dict], s: Scores) -> tuple[torch.Tensor, dict]:
@@ -109,6 +113,8 @@ class Trainer:
         return Path(self.files.checkpoint)
 
     def save_checkpoint(self) -> None:
+        if not self.dp.is_main:  # rank 0 writes; the others wait for the file
+            return self.dp.barrier()
         ck = {
             "fingerprint": self.fingerprint(), "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
@@ -120,6 +126,7 @@ class Trainer:
             ck["index"] = faiss.serialize_index(self.model.index.index)
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ck, tmp)
+        self.dp.barrier()
 
     def drop_checkpoint(self) -> None:
         """A finished run keeps its model, not its checkpoint: the checkpoint exists to resume a
@@ -150,6 +157,8 @@ class Trainer:
         return True
 
     def save_model(self) -> None:
+        if not self.dp.is_main:
+            return
         with atomic_path(self.files.weights) as tmp:
             torch.save(self.trainable_state(), tmp)
         write_json(self.files.model_config, {"method": self.method, **self.cfg.to_dict()})
@@ -160,27 +169,38 @@ class Trainer:
         process abruptly after that step, without a final checkpoint (tests use it as a kill)."""
         torch.set_num_threads(self.cfg.threads)
         resumed = self.load_checkpoint()
-        log_path = Path(self.files.train_log)
+        dp, stop = self.dp, StopFlag()
+        log_path = Path(self.files.train_log) if dp.is_main else Path(os.devnull)  # rank 0 writes the log
         self.out.mkdir(parents=True, exist_ok=True)
         # the log restarts from the checkpoint's rows: steps after it are redone (a workflow
         # manager may also have deleted the log of the killed job)
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
+        if dp.is_main:
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
         comps = self.model.components()
         all_params = [p for ps in comps.values() for p in ps]
+        dp.broadcast(all_params)
+        local_accum, seen = dp.local_accum(self.cfg.grad_accum), []
         self.model.train()
         t_start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.method}", mininterval=2, disable=not progress)
         acc, logs_acc, tokens, t0 = 0, {}, 0, time.perf_counter()
         with open(log_path, "a") as log:
-            for epoch, batch in self.batches(self.step * self.cfg.grad_accum):
+            for micro, (epoch, batch) in enumerate(self.batches(self.step * self.cfg.grad_accum), self.step * self.cfg.grad_accum):
+                if not dp.mine(micro, self.cfg.grad_accum):
+                    continue
+                dp.seed_sampler(self.sampler, self.cfg.seed, micro)
+                seen += [ex["id"] for ex in batch]
                 loss, logs, scores = self.compute_loss(batch)
                 (loss / self.cfg.grad_accum).backward()
                 tokens += scores.n_tokens
                 for key, v in logs.items():
                     logs_acc[key] = logs_acc.get(key, 0.0) + v / self.cfg.grad_accum
                 acc += 1
-                if acc < self.cfg.grad_accum:
+                if acc < local_accum:
                     continue
+                logs_acc, tokens = dp.reduce_step(all_params, logs_acc, tokens)
+                dp.sync_state(self.state, seen)
+                seen = []
                 norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
                 torch.nn.utils.clip_grad_norm_(all_params, self.cfg.clip)
                 lr = self.scheduler.get_last_lr()[0]
@@ -202,9 +222,16 @@ class Trainer:
                     self.save_checkpoint()
                 if stop_after is not None and self.step >= stop_after:
                     bar.close()
+                    stop.close()
                     return None
+                if stop.any_rank(dp):  # SIGTERM / SIGUSR1: checkpoint, then exit for a retry (preemption.py)
+                    if self.step % self.cfg.checkpoint_every and self.step != self.total_steps:
+                        self.save_checkpoint()
+                    stop.close()
+                    raise Preempted(self.step, stop.signum)
                 t0 = time.perf_counter()
         bar.close()
+        stop.close()
         self.save_model()
         rows = self.log_rows
         secs = sum(r["step_time"] for r in rows)

@@ -111,6 +111,9 @@ def validate_config(cfg, source: str = "config") -> dict:
         for method in cfg["methods"]:
             train_section(cfg, method, cfg["seeds"][0])
         EvaluateConfig.from_dict(cfg.get("evaluate", {}), "evaluate")
+        from jsarag.resources import ResourcesConfig
+
+        ResourcesConfig.from_dict(cfg.get("resources"), "resources")
     except InputError as e:
         raise InputError(f"{source}: {e}") from None
     return cfg

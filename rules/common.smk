@@ -6,12 +6,31 @@ import sys
 
 from jsarag.config import as_json, index_params, report_params, run_params
 from jsarag.data.download import download_filename
+from jsarag.resources import rule_resources, train_launcher
 from jsarag.layout import BASELINES, FIGURES, LAYOUT as L, SPLITS, TABLES, TABLE_FORMATS
 
 # Without --use-conda, `python` in the rules is the Python that runs Snakemake (e.g. .venv/bin).
 if not workflow.deployment_settings.deployment_method:
     _path = os.environ["PATH"]
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), _path])
+
+# Jobs that need the network (downloads, often impossible on compute nodes) or take seconds run
+# where Snakemake runs, also under --executor slurm; every other rule asks for res(rule, threads).
+localrules:
+    all,
+    download,
+    report_tables,
+    report_figures,
+    claims_check,
+
+
+def res(rule, threads=1):
+    """The rule's cluster resources (runtime, mem_mb, cpus_per_task, gpu, ...): the config's
+    `resources` section over the defaults of jsarag.config.ResourcesConfig, sized in one place."""
+    return rule_resources(config, rule, threads)
+
+
+TRAIN_LAUNCH = train_launcher(config)  # python, or torchrun --nproc-per-node <gpus> (data-parallel)
 
 DOWNLOAD_FILE = {k: download_filename(k, v) for k, v in config["downloads"].items()}
 KEY_OF_FILE = {f: k for k, f in DOWNLOAD_FILE.items()}

@@ -31,6 +31,8 @@ rule prepare_corpus:
         offsets=L.passage_offsets("{corpus}"),
     params:
         spec=lambda w: as_json(config["corpora"][w.corpus]),
+    resources:
+        **res("prepare_corpus", 1),
     log:
         L.log("prepare_corpus", "{corpus}"),
     benchmark:
@@ -52,6 +54,8 @@ rule prepare_dataset:
         spec=lambda w: as_json(config["datasets"][w.dataset]),
         downloads=dataset_download_args,
         corpus=lambda w, input: f"--corpus {input.corpus}" if input.corpus else "",
+    resources:
+        **res("prepare_dataset", 1),
     log:
         L.log("prepare_dataset", "{dataset}"),
     benchmark:
@@ -69,6 +73,8 @@ rule export_models:
     params:
         source=lambda w: config["models"][w.role]["source"],
         kind=lambda w: "encoder" if w.role == "retriever" else config["models"]["generator"].get("kind", "causal"),
+    resources:
+        **res("export_models", 1),
     log:
         L.log("export_models", "{role}"),
     benchmark:

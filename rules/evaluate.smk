@@ -13,6 +13,8 @@ rule evaluate:
         json=lambda w: run_json(w, evaluate=True),
         run=lambda w: L.run(w.dataset, w.method, w.seed).dir,
     threads: config["train"]["common"]["threads"]
+    resources:
+        **res("evaluate", config["train"]["common"]["threads"]),
     log:
         L.log("evaluate", "{dataset}", "{method}", "seed{seed}"),
     benchmark:
@@ -35,6 +37,8 @@ rule mis_sweep:
         json=lambda w: run_json(w, evaluate=True, method="jsa"),
         run=lambda w: L.run(w.dataset, "jsa", w.seed).dir,
     threads: config["train"]["common"]["threads"]
+    resources:
+        **res("mis_sweep", config["train"]["common"]["threads"]),
     log:
         L.log("mis_sweep", "{dataset}", "seed{seed}"),
     benchmark:
@@ -52,6 +56,8 @@ rule verify_estimators:
     params:
         spec=as_json(config["verify"]),
     threads: 2
+    resources:
+        **res("verify_estimators", 2),
     log:
         L.log("verify", "estimators"),
     benchmark:

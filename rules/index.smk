@@ -11,6 +11,8 @@ rule bm25_index:
         collection=lambda w: L.collection(w.corpus),
         spec=as_json(config["index"]),
     threads: config["index"]["threads"]
+    resources:
+        **res("bm25_index", config["index"]["threads"]),
     log:
         L.log("bm25_index", "{corpus}"),
     benchmark:
@@ -30,6 +32,8 @@ rule dense_index:
     params:
         spec=as_json(index_params(config)),
     threads: config["index"]["threads"]
+    resources:
+        **res("dense_index", config["index"]["threads"]),
     log:
         L.log("dense_index", "{corpus}"),
     benchmark:
@@ -54,6 +58,8 @@ rule retrieval_baselines:
     params:
         spec=as_json(index_params(config)),
     threads: config["index"]["threads"]
+    resources:
+        **res("retrieval_baselines", config["index"]["threads"]),
     log:
         L.log("retrieval_baselines", "{dataset}"),
     benchmark:

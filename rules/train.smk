@@ -17,7 +17,10 @@ rule train:
     params:
         json=run_json,
         run=RUN.dir,
+        launch=TRAIN_LAUNCH,
     threads: config["train"]["common"]["threads"]
+    resources:
+        **res("train", config["train"]["common"]["threads"]),
     log:
         L.log("train", "{dataset}", "{method}", "seed{seed}"),
     benchmark:
@@ -25,5 +28,6 @@ rule train:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.train --params {params.json:q} --train {input.examples:q} --passages {input.passages:q} "
+        # exec: no shell between Snakemake and the trainer, which checkpoints on SIGTERM (jsarag/train/preemption.py)
+        "exec {params.launch} -m jsarag.train --params {params.json:q} --train {input.examples:q} --passages {input.passages:q} "
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --out {params.run:q} 2> {log:q}"

@@ -90,7 +90,9 @@ def test_tiny_workflow_on_slurm_matches_a_local_run(slurm_env, tmp_path):
         if name == "cost":  # seconds and memory: measured, not reproducible
             continue
         assert table(on_slurm, name) == table(local, name), name
-    assert (on_slurm / "results" / "claims_check.txt").read_text() == (local / "results" / "claims_check.txt").read_text()
+    claims = [[line for line in (d / "results" / "claims_check.txt").read_text().splitlines() if "cost" not in line]
+              for d in (on_slurm, local)]  # cost claims compare measured seconds
+    assert claims[0] == claims[1] and len(claims[0]) > 3
 
 
 def test_resources_merge_over_the_defaults_and_unknown_keys_are_named():

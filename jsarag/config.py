@@ -239,6 +239,11 @@ class IndexConfig(Section):
     """index: how the BM25 and dense indexes are built."""
     dense_batch_size: int = 16
     threads: int = 2
+    shards: int = 1  # dense encoding jobs, one slice of passages.jsonl each (merged into one index)
+    device: str = "auto"  # auto | cpu | cuda: where passages are encoded (bf16 on a GPU, fp32 on the CPU)
+
+    def check(self, where):
+        choice(self.device, ("auto", "cpu", "cuda"), f"{where}.device")
 
 
 @dataclass
@@ -318,6 +323,11 @@ class RunParams(Section):
         from jsarag.train.config import method_config
 
         self.train = method_config(self.method, self.train)
+
+
+def export_dtype(cfg: dict, role: str) -> str:
+    """The dtype a model is exported in: bfloat16 for a generator trained on a GPU (train.common.device: cuda)."""
+    return "bfloat16" if role == "generator" and cfg["train"]["common"].get("device") == "cuda" else "float32"
 
 
 def report_params(cfg: dict) -> dict:

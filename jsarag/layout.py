@@ -114,6 +114,13 @@ class Layout:
     def dense_index(self, corpus: str) -> str:
         return self._p("resources", "indexes", corpus, "dense")
 
+    def dense_shards_dir(self, corpus: str) -> str:
+        return self._p("resources", "indexes", corpus, "dense_shards")
+
+    def dense_shard(self, corpus: str, shard) -> str:
+        """One shard's fp16 passage embeddings (jsarag.index.shards)."""
+        return self._p("resources", "indexes", corpus, "dense_shards", f"{shard}.f16.npy")
+
     # -- runs/ ---------------------------------------------------------------------------------
     def run(self, dataset: str, method: str, seed) -> RunFiles:
         return RunFiles(self._p("runs", dataset, method, f"seed{seed}"))

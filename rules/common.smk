@@ -4,7 +4,7 @@ import os
 import re
 import sys
 
-from jsarag.config import as_json, index_params, report_params, run_params
+from jsarag.config import IndexConfig, as_json, export_dtype, index_params, report_params, run_params
 from jsarag.data.download import download_filename
 from jsarag.layout import BASELINES, FIGURES, LAYOUT as L, SPLITS, TABLES, TABLE_FORMATS
 

@@ -69,6 +69,7 @@ rule export_models:
     params:
         source=lambda w: config["models"][w.role]["source"],
         kind=lambda w: "encoder" if w.role == "retriever" else config["models"]["generator"].get("kind", "causal"),
+        dtype=lambda w: export_dtype(config, w.role),
     log:
         L.log("export_models", "{role}"),
     benchmark:
@@ -76,7 +77,7 @@ rule export_models:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.data export-model --source {params.source:q} --kind {params.kind} --out {output:q} 2> {log:q}"
+        "python -m jsarag.data export-model --source {params.source:q} --kind {params.kind} --dtype {params.dtype} --out {output:q} 2> {log:q}"
 
 
 ALL_TARGETS.extend(L.dataset_stats(d) for d in DATASETS)

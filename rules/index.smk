@@ -21,15 +21,38 @@ rule bm25_index:
         "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} --out {output:q} 2> {log:q}"
 
 
-rule dense_index:
+DENSE_SHARDS = IndexConfig.from_dict(config["index"], "index").shards
+
+
+rule dense_shard:
+    # one slice of passages.jsonl per job: a killed job redoes only its own shard
     input:
         passages=L.passages("{corpus}"),
         model=L.model("retriever"),
     output:
-        directory(L.dense_index("{corpus}")),
+        L.dense_shard("{corpus}", "{shard}"),
+    wildcard_constraints:
+        shard=r"\d+",
     params:
         spec=as_json(index_params(config)),
     threads: config["index"]["threads"]
+    log:
+        L.log("dense_shard", "{corpus}", "{shard}"),
+    benchmark:
+        L.benchmark("dense_shard", "{corpus}", "{shard}")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.index dense-shard --shard {wildcards.shard} --passages {input.passages:q} --model {input.model:q} "
+        "--params {params.spec:q} --out {output:q} 2> {log:q}"
+
+
+rule dense_index:
+    input:
+        passages=L.passages("{corpus}"),
+        shards=expand(L.dense_shard("{{corpus}}", "{shard}"), shard=range(DENSE_SHARDS)),
+    output:
+        directory(L.dense_index("{corpus}")),
     log:
         L.log("dense_index", "{corpus}"),
     benchmark:
@@ -37,8 +60,7 @@ rule dense_index:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.index dense --passages {input.passages:q} --model {input.model:q} "
-        "--params {params.spec:q} --out {output:q} 2> {log:q}"
+        "python -m jsarag.index dense-merge --passages {input.passages:q} --shards {input.shards:q} --out {output:q} 2> {log:q}"
 
 
 rule retrieval_baselines:

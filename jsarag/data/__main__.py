@@ -48,6 +48,7 @@ def main(argv=None):
     e = sub.add_parser("export-model", help="save a model source as a local transformers directory")
     e.add_argument("--source", required=True)
     e.add_argument("--kind", choices=["encoder", "causal", "seq2seq"], required=True)
+    e.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16 for a generator run on a GPU")
     e.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -69,7 +70,7 @@ def main(argv=None):
         else:
             from jsarag.model.sources import export
 
-            export(args.source, args.kind, args.out)
+            export(args.source, args.kind, args.out, args.dtype)
 
     run_cli(go)
 

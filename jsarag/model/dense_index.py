@@ -1,12 +1,20 @@
 """The dense index: passage embeddings of the frozen passage encoder, in Pyserini's FaissSearcher
 layout (`index`: a FAISS inner-product index, row i = line i of passages.jsonl; `docid`: one
-passage id per line). Written by the index stage, read by training, evaluation and the baselines."""
+passage id per line). Written by the index stage, read by training, evaluation and the baselines.
+
+`index` is a FAISS `IndexScalarQuantizer` with fp16 codes: FaissSearcher reads it with
+`faiss.read_index`, and because FAISS writes the codes last, as one contiguous block, the same file
+is the [N, d] fp16 embedding matrix at a fixed offset. `DenseIndex` memory-maps that block, so
+processes share the page cache instead of each holding a copy; on a GPU it holds it in GPU memory
+(split across GPUs when several) and searches by matmul and top-k. An older fp32 `IndexFlatIP`
+still loads (into memory, as fp16).
+"""
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-import faiss
 import numpy as np
 import torch
 
@@ -15,60 +23,170 @@ from jsarag.model.encoders import Encoder, passage_text
 from jsarag.model.passages import PassageStore
 
 INDEX_FILE, DOCID_FILE = "index", "docid"  # Pyserini's FaissSearcher file names
+SQ_FOURCC, COUNT_BYTES = b"IxSQ", 8  # FAISS scalar-quantizer index; codes follow a size_t count
+CPU_CHUNK_ROWS = 1 << 18  # rows converted to fp32 per matmul on the CPU (1 GiB at 1024-d)
 
 
 def encode_passages(encoder: Encoder, passages: list[dict], batch_size: int = 16) -> np.ndarray:
     """L2-normalized float32 embeddings of passage_text(p) (inner product = cosine)."""
     vec = encoder.encode([passage_text(p) for p in passages], batch_size=batch_size)
     if not encoder.normalize:
-        faiss.normalize_L2(vec)
+        vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
     return vec
 
 
-def write_dense_index(out_dir: str | Path, index, docids: Iterable[str]) -> None:
-    """Write a FAISS index and its docids in the FaissSearcher layout (into an existing folder)."""
+def sq_fp16_header(dim: int, ntotal: int) -> bytes:
+    """The bytes FAISS writes before the codes of an fp16 inner-product IndexScalarQuantizer holding
+    `ntotal` vectors: what follows is ntotal * dim fp16 values, row-major."""
+    import faiss
+
+    empty = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    head = faiss.serialize_index(empty).tobytes()[:-COUNT_BYTES]  # drop the zero code count
+    return head[:8] + struct.pack("<q", ntotal) + head[16:] + struct.pack("<Q", ntotal * dim * 2)
+
+
+def write_docids(out_dir: str | Path, docids: Iterable[str]) -> None:
+    with open(Path(out_dir) / DOCID_FILE, "w", encoding="utf-8") as f:
+        for d in docids:
+            f.write(d + "\n")
+
+
+def write_dense_index(out_dir: str | Path, vectors: np.ndarray, docids: Iterable[str]) -> None:
+    """Write [N, d] embeddings (stored fp16) and their docids in the FaissSearcher layout."""
     out_dir = Path(out_dir)
-    faiss.write_index(index, str(out_dir / INDEX_FILE))
-    (out_dir / DOCID_FILE).write_text("".join(d + "\n" for d in docids), encoding="utf-8")
+    with open(out_dir / INDEX_FILE, "wb") as f:
+        f.write(sq_fp16_header(vectors.shape[1], vectors.shape[0]))
+        f.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
+    write_docids(out_dir, docids)
 
 
 def build_small_index(out_dir: str | Path, encoder: Encoder, passages: list[dict], batch_size: int = 16) -> None:
     """Encode a list of passages and write its index in one go (small knowledge bases only)."""
-    index = faiss.IndexFlatIP(encoder.dim)
-    index.add(encode_passages(encoder, passages, batch_size))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    write_dense_index(out_dir, index, [p["id"] for p in passages])
+    write_dense_index(out_dir, encode_passages(encoder, passages, batch_size), [p["id"] for p in passages])
+
+
+def open_matrix(path: Path) -> np.ndarray:
+    """The [N, d] fp16 matrix of an index file: memory-mapped from an fp16 scalar-quantizer file,
+    read into memory from any other FAISS index."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) == 16 and head[:4] == SQ_FOURCC:
+        d, n = struct.unpack("<i", head[4:8])[0], struct.unpack("<q", head[8:16])[0]
+        off = path.stat().st_size - n * d * 2
+        header = sq_fp16_header(d, n) if n >= 0 and d > 0 else b""
+        with open(path, "rb") as f:
+            ok = off == len(header) and f.read(len(header)) == header
+        if not ok:
+            raise InputError(f"{path}: not an fp16 inner-product FAISS index of {n} x {d} (truncated or another quantizer)")
+        return np.memmap(path, dtype=np.float16, mode="r", offset=off, shape=(n, d))
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise InputError(f"{path}: not a readable FAISS index ({str(e).splitlines()[0][:200]})") from None
+    return index.reconstruct_n(0, index.ntotal).astype(np.float16)
+
+
+def topk_merge(scores: list[torch.Tensor], rows: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge per-block top-k (scores, global rows) into the overall top-k, best first."""
+    s, r = torch.cat(scores, 1), torch.cat(rows, 1)
+    best, pos = s.topk(min(k, s.shape[1]), dim=1)
+    return best, r.gather(1, pos)
 
 
 class DenseIndex:
-    """The FAISS index written by `jsarag.index dense` (pyserini FaissSearcher layout)."""
+    """The passage embeddings, searched where the model runs.
 
-    def __init__(self, index_dir: str | Path):
+    device "cpu": the fp16 matrix stays memory-mapped; a search converts blocks of rows to fp32 and
+    keeps each block's top-k. device "cuda": the matrix is copied to GPU memory in fp16, split in
+    equal row blocks over every visible GPU (or handed to FAISS on the GPUs when `use_faiss_gpu`
+    and faiss has GPU support); a search is one fp16 matmul and top-k per GPU."""
+
+    def __init__(self, index_dir: str | Path, device: str = "cpu", expect_rows: int | None = None, use_faiss_gpu: bool = True):
         path = Path(index_dir) / INDEX_FILE
         if not path.exists():
             raise InputError(f"{path}: dense index not found")
-        try:
-            self.index = faiss.read_index(str(path))
-        except RuntimeError as e:
-            raise InputError(f"{path}: not a readable FAISS index ({str(e).splitlines()[0][:200]})") from None
+        self.path, self.matrix = path, open_matrix(path)
+        if expect_rows is not None and expect_rows != self.ntotal:
+            raise InputError(f"{path}: the dense index has {self.ntotal} rows but passages.jsonl has {expect_rows}: rebuild the index")
+        self.device, self.blocks, self.faiss_gpu = "cpu", [], None
+        if device.startswith("cuda"):
+            self.to_device(device, use_faiss_gpu)
 
     @property
     def ntotal(self) -> int:
-        return self.index.ntotal
+        return self.matrix.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[1]
+
+    def to_device(self, device: str, use_faiss_gpu: bool = True) -> None:
+        """Hold the matrix in GPU memory: row blocks over all visible GPUs, or a FAISS GPU index."""
+        if not torch.cuda.is_available():
+            raise InputError(f"{self.path}: device {device!r} asked for, but no CUDA device is present")
+        n_gpu = torch.cuda.device_count()
+        import faiss
+
+        if use_faiss_gpu and hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0:
+            co = faiss.GpuMultipleClonerOptions()
+            co.useFloat16, co.shard = True, True
+            cpu = faiss.IndexFlatIP(self.dim)
+            for s in range(0, self.ntotal, CPU_CHUNK_ROWS):
+                cpu.add(np.asarray(self.matrix[s: s + CPU_CHUNK_ROWS], dtype=np.float32))
+            self.faiss_gpu = faiss.index_cpu_to_all_gpus(cpu, co=co)
+        else:
+            step = -(-self.ntotal // n_gpu)
+            self.blocks = [(s, torch.from_numpy(np.ascontiguousarray(self.matrix[s: s + step])).to(f"cuda:{g}"))
+                           for g, s in enumerate(range(0, self.ntotal, step))]
+        self.device = "cuda:0"
+
+    def search_scores(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU."""
+        k = min(k, self.ntotal)
+        q = queries.detach()
+        if self.faiss_gpu is not None:
+            s, r = self.faiss_gpu.search(np.ascontiguousarray(q.float().cpu().numpy()), k)
+            return torch.from_numpy(s), torch.from_numpy(r)
+        parts_s, parts_r = [], []
+        if self.blocks:
+            for start, block in self.blocks:
+                s, r = (q.to(block.device, torch.float16) @ block.T).float().topk(min(k, block.shape[0]), dim=1)
+                parts_s.append(s.to(self.device))
+                parts_r.append(r.to(self.device) + start)
+        else:
+            q = q.float().cpu()
+            for start in range(0, self.ntotal, CPU_CHUNK_ROWS):
+                block = torch.from_numpy(np.asarray(self.matrix[start: start + CPU_CHUNK_ROWS], dtype=np.float32))
+                s, r = (q @ block.T).topk(min(k, block.shape[0]), dim=1)
+                parts_s.append(s)
+                parts_r.append(r + start)
+        s, r = topk_merge(parts_s, parts_r, k)
+        return s.cpu(), r.cpu()
 
     def search(self, queries: torch.Tensor, k: int) -> np.ndarray:
-        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-        _, rows = self.index.search(q, min(k, self.ntotal))
-        return rows
+        """Rows of each query's top-k, [Q, k] int64."""
+        return self.search_scores(queries, k)[1].numpy()
 
     def vectors(self, rows: torch.Tensor) -> torch.Tensor:
-        flat = rows.reshape(-1).cpu().numpy().astype(np.int64)
-        vec = self.index.reconstruct_batch(flat)
+        """Embeddings of the given rows, float32, shape rows.shape + (d,)."""
+        flat = rows.reshape(-1).cpu()
+        if len(self.blocks) == 1:
+            block = self.blocks[0][1]
+            return block[flat.to(block.device)].float().cpu().reshape(*rows.shape, -1)
+        uniq, inv = np.unique(flat.numpy(), return_inverse=True)  # sorted reads from the memory map
+        vec = np.asarray(self.matrix[uniq], dtype=np.float32)[inv]
         return torch.from_numpy(vec).reshape(*rows.shape, -1)
 
     def rebuild(self, encoder: Encoder, store: PassageStore, batch_size: int = 16, chunk: int = 4096) -> None:
-        """Index refresh: re-encode every passage with `encoder` (streamed) and replace the index."""
-        new = faiss.IndexFlatIP(encoder.dim)
+        """Index refresh: re-encode every passage with `encoder` (streamed) and replace the matrix
+        (held in memory as fp16 from then on; the file on disk is not touched)."""
+        new = np.empty((len(store), encoder.dim), dtype=np.float16)
         for s in range(0, len(store), chunk):
-            new.add(encode_passages(encoder, store.get(range(s, min(s + chunk, len(store)))), batch_size))
-        self.index = new
+            new[s: s + chunk] = encode_passages(encoder, store.get(range(s, min(s + chunk, len(store)))), batch_size)
+        self.matrix = new
+        if self.device != "cpu":
+            self.blocks, self.faiss_gpu = [], None
+            self.to_device(self.device)

@@ -102,16 +102,17 @@ class DenseIndex:
     device "cpu": the fp16 matrix stays memory-mapped; a search converts blocks of rows to fp32 and
     keeps each block's top-k. device "cuda": the matrix is copied to GPU memory in fp16, split in
     equal row blocks over every visible GPU (or handed to FAISS on the GPUs when `use_faiss_gpu`
-    and faiss has GPU support); a search is one fp16 matmul and top-k per GPU."""
+    and faiss has GPU support); a search is one fp16 matmul and top-k per GPU, the per-GPU top-k
+    merged on the first."""
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu", expect_rows: int | None = None, use_faiss_gpu: bool = True):
+    def __init__(self, index_dir: str | Path, device: str = "cpu", expect_rows: int | None = None, use_faiss_gpu: bool = False):
         path = Path(index_dir) / INDEX_FILE
         if not path.exists():
             raise InputError(f"{path}: dense index not found")
         self.path, self.matrix = path, open_matrix(path)
         if expect_rows is not None and expect_rows != self.ntotal:
             raise InputError(f"{path}: the dense index has {self.ntotal} rows but passages.jsonl has {expect_rows}: rebuild the index")
-        self.device, self.blocks, self.faiss_gpu = "cpu", [], None
+        self.device, self.blocks, self.faiss_gpu = "cpu", [], []
         if device.startswith("cuda"):
             self.to_device(device, use_faiss_gpu)
 
@@ -123,35 +124,47 @@ class DenseIndex:
     def dim(self) -> int:
         return self.matrix.shape[1]
 
-    def to_device(self, device: str, use_faiss_gpu: bool = True) -> None:
-        """Hold the matrix in GPU memory: row blocks over all visible GPUs, or a FAISS GPU index."""
+    def to_device(self, device: str, use_faiss_gpu: bool = False) -> None:
+        """Hold the matrix in GPU memory, in equal row blocks over all visible GPUs: torch fp16
+        tensors searched by matmul + top-k, or (use_faiss_gpu, with a GPU build of faiss) one
+        fp16 GpuIndexFlatIP per GPU. Both are filled block by block, never as one fp32 host copy."""
         if not torch.cuda.is_available():
             raise InputError(f"{self.path}: device {device!r} asked for, but no CUDA device is present")
-        n_gpu = torch.cuda.device_count()
+        devices = [f"cuda:{g}" for g in range(torch.cuda.device_count())]
         import faiss
 
-        if use_faiss_gpu and hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0:
-            co = faiss.GpuMultipleClonerOptions()
-            co.useFloat16, co.shard = True, True
-            cpu = faiss.IndexFlatIP(self.dim)
-            for s in range(0, self.ntotal, CPU_CHUNK_ROWS):
-                cpu.add(np.asarray(self.matrix[s: s + CPU_CHUNK_ROWS], dtype=np.float32))
-            self.faiss_gpu = faiss.index_cpu_to_all_gpus(cpu, co=co)
+        if use_faiss_gpu and hasattr(faiss, "GpuIndexFlatIP") and faiss.get_num_gpus() > 0:
+            self.faiss_gpu = []
+            step = -(-self.ntotal // len(devices))
+            for g, start in enumerate(range(0, self.ntotal, step)):
+                cfg = faiss.GpuIndexFlatConfig()
+                cfg.device, cfg.useFloat16 = g, True
+                res = faiss.StandardGpuResources()  # must outlive the index: kept beside it
+                index = faiss.GpuIndexFlatIP(res, self.dim, cfg)
+                for s in range(start, min(start + step, self.ntotal), CPU_CHUNK_ROWS):
+                    index.add(np.asarray(self.matrix[s: min(s + CPU_CHUNK_ROWS, start + step)], dtype=np.float32))
+                self.faiss_gpu.append((start, index, res))
         else:
-            step = -(-self.ntotal // n_gpu)
-            self.blocks = [(s, torch.from_numpy(np.ascontiguousarray(self.matrix[s: s + step])).to(f"cuda:{g}"))
-                           for g, s in enumerate(range(0, self.ntotal, step))]
-        self.device = "cuda:0"
+            self.hold_blocks(devices)
+        self.device = devices[0]
+
+    def hold_blocks(self, devices: list[str]) -> None:
+        """Copy the fp16 matrix into equal row blocks, one per device (searched by matmul + top-k)."""
+        step = -(-self.ntotal // len(devices))
+        self.blocks = [(s, torch.from_numpy(np.array(self.matrix[s: s + step])).to(dev))
+                       for dev, s in zip(devices, range(0, self.ntotal, step))]
 
     def search_scores(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU."""
         k = min(k, self.ntotal)
         q = queries.detach()
-        if self.faiss_gpu is not None:
-            s, r = self.faiss_gpu.search(np.ascontiguousarray(q.float().cpu().numpy()), k)
-            return torch.from_numpy(s), torch.from_numpy(r)
         parts_s, parts_r = [], []
-        if self.blocks:
+        if self.faiss_gpu:
+            for start, index, _ in self.faiss_gpu:
+                s, r = index.search(np.ascontiguousarray(q.float().cpu().numpy()), min(k, index.ntotal))
+                parts_s.append(torch.from_numpy(s))
+                parts_r.append(torch.from_numpy(r) + start)
+        elif self.blocks:
             for start, block in self.blocks:
                 s, r = (q.to(block.device, torch.float16) @ block.T).float().topk(min(k, block.shape[0]), dim=1)
                 parts_s.append(s.to(self.device))
@@ -188,5 +201,5 @@ class DenseIndex:
             new[s: s + chunk] = encode_passages(encoder, store.get(range(s, min(s + chunk, len(store)))), batch_size)
         self.matrix = new
         if self.device != "cpu":
-            self.blocks, self.faiss_gpu = [], None
-            self.to_device(self.device)
+            use_faiss_gpu, self.blocks, self.faiss_gpu = bool(self.faiss_gpu), [], []
+            self.to_device(self.device, use_faiss_gpu)

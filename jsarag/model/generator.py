@@ -72,7 +72,10 @@ class Generator(nn.Module):
     def enable_gradient_checkpointing(self) -> None:
         """Recompute each layer's activations in backward instead of keeping them (non-reentrant,
         so a frozen base with LoRA adapters still gets gradients)."""
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.config.use_cache = False
 
     def add_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None, layers=None):

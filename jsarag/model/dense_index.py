@@ -116,6 +116,16 @@ class DenseIndex:
         if device.startswith("cuda"):
             self.to_device(device, use_faiss_gpu)
 
+    @classmethod
+    def from_matrix(cls, matrix) -> DenseIndex:
+        """An index over an [N, d] fp16 matrix already in memory: a numpy array (searched as on the
+        CPU) or a CUDA tensor (searched on that GPU). For benchmarks and in-memory knowledge bases."""
+        self = cls.__new__(cls)
+        self.path, self.matrix, self.blocks, self.faiss_gpu, self.device = Path("<memory>"), matrix, [], [], "cpu"
+        if isinstance(matrix, torch.Tensor):
+            self.blocks, self.device = [(0, matrix)], str(matrix.device)
+        return self
+
     @property
     def ntotal(self) -> int:
         return self.matrix.shape[0]

@@ -12,6 +12,7 @@ still loads (into memory, as fp16).
 from __future__ import annotations
 
 import struct
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from jsarag.model.passages import PassageStore
 
 INDEX_FILE, DOCID_FILE = "index", "docid"  # Pyserini's FaissSearcher file names
 SQ_FOURCC, COUNT_BYTES = b"IxSQ", 8  # FAISS scalar-quantizer index; codes follow a size_t count
-CPU_CHUNK_ROWS = 1 << 18  # rows converted to fp32 per matmul on the CPU (1 GiB at 1024-d)
+RESCORE_MARGIN = 16  # extra fp16 candidates re-scored in fp32
+CPU_CHUNK_ROWS = 1 << 16  # rows converted to fp32 per matmul on the CPU (256 MiB at 1024-d)
 
 
 def encode_passages(encoder: Encoder, passages: list[dict], batch_size: int = 16) -> np.ndarray:
@@ -99,8 +101,8 @@ def topk_merge(scores: list[torch.Tensor], rows: list[torch.Tensor], k: int) -> 
 class DenseIndex:
     """The passage embeddings, searched where the model runs.
 
-    device "cpu": the fp16 matrix stays memory-mapped; a search converts blocks of rows to fp32 and
-    keeps each block's top-k. device "cuda": the matrix is copied to GPU memory in fp16, split in
+    device "cpu": the fp16 matrix stays memory-mapped; a search multiplies it block by block in fp16
+    (no fp32 copy) and keeps each block's top candidates. device "cuda": the matrix is copied to GPU memory in fp16, split in
     equal row blocks over every visible GPU (or handed to FAISS on the GPUs when `use_faiss_gpu`
     and faiss has GPU support); a search is one fp16 matmul and top-k per GPU, the per-GPU top-k
     merged on the first."""
@@ -165,29 +167,39 @@ class DenseIndex:
                        for dev, s in zip(devices, range(0, self.ntotal, step))]
 
     def search_scores(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU."""
+        """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU.
+
+        The scan runs in fp16 (no fp32 copy of the matrix, on the CPU as on a GPU) and keeps
+        2k + 16 candidates; those are re-scored in fp32, so the result is the exact fp32 top-k
+        unless a true top-k row ranks below 2k + 16 in fp16."""
         k = min(k, self.ntotal)
+        wide = min(2 * k + RESCORE_MARGIN, self.ntotal)
         q = queries.detach()
         parts_s, parts_r = [], []
         if self.faiss_gpu:
             for start, index, _ in self.faiss_gpu:
-                s, r = index.search(np.ascontiguousarray(q.float().cpu().numpy()), min(k, index.ntotal))
+                s, r = index.search(np.ascontiguousarray(q.float().cpu().numpy()), min(wide, index.ntotal))
                 parts_s.append(torch.from_numpy(s))
                 parts_r.append(torch.from_numpy(r) + start)
         elif self.blocks:
             for start, block in self.blocks:
-                s, r = (q.to(block.device, torch.float16) @ block.T).float().topk(min(k, block.shape[0]), dim=1)
+                s, r = (q.to(block.device, torch.float16) @ block.T).float().topk(min(wide, block.shape[0]), dim=1)
                 parts_s.append(s.to(self.device))
                 parts_r.append(r.to(self.device) + start)
         else:
-            q = q.float().cpu()
-            for start in range(0, self.ntotal, CPU_CHUNK_ROWS):
-                block = torch.from_numpy(np.asarray(self.matrix[start: start + CPU_CHUNK_ROWS], dtype=np.float32))
-                s, r = (q @ block.T).topk(min(k, block.shape[0]), dim=1)
-                parts_s.append(s)
-                parts_r.append(r + start)
-        s, r = topk_merge(parts_s, parts_r, k)
-        return s.cpu(), r.cpu()
+            qh = q.cpu().half()
+            with warnings.catch_warnings():  # the memory map is read-only; nothing writes to it
+                warnings.simplefilter("ignore", UserWarning)
+                for start in range(0, self.ntotal, CPU_CHUNK_ROWS):
+                    block = torch.from_numpy(np.asarray(self.matrix[start: start + CPU_CHUNK_ROWS]))
+                    s, r = (qh @ block.T).float().topk(min(wide, block.shape[0]), dim=1)
+                    parts_s.append(s)
+                    parts_r.append(r + start)
+        _, rows = topk_merge(parts_s, parts_r, wide)
+        rows = rows.cpu()
+        exact = torch.einsum("qd,qkd->qk", q.float().cpu(), self.vectors(rows))
+        best, pos = exact.topk(k, dim=1)
+        return best, rows.gather(1, pos)
 
     def search(self, queries: torch.Tensor, k: int) -> np.ndarray:
         """Rows of each query's top-k, [Q, k] int64."""

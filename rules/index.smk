@@ -10,6 +10,7 @@ rule bm25_index:
     params:
         collection=lambda w: L.collection(w.corpus),
         spec=as_json(config["index"]),
+        prebuilt=lambda w: f"--prebuilt {config['corpora'][w.corpus]['bm25_prebuilt']}" if "bm25_prebuilt" in config["corpora"][w.corpus] else "",
     threads: config["index"]["threads"]
     log:
         L.log("bm25_index", "{corpus}"),
@@ -18,7 +19,7 @@ rule bm25_index:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} --out {output:q} 2> {log:q}"
+        "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} {params.prebuilt} --out {output:q} 2> {log:q}"
 
 
 DENSE_SHARDS = IndexConfig.from_dict(config["index"], "index").shards

@@ -212,3 +212,24 @@ def test_paper_shape_benchmark_runs_scaled(tmp_path):
     steps = {r["method"]: r for r in rows if r["what"] == "train_step"}
     assert set(steps) == {"rag", "vrag", "jsa"} and all(r["seconds"] > 0 and 0 < r["mfu"] for r in steps.values())
     assert next(r for r in rows if r["what"] == "retrieve")["ms"] > 0
+
+
+def test_bm25_split_collection(tmp_path):
+    from jsarag.index.build import split_collection
+
+    src = tmp_path / "c"
+    src.mkdir()
+    lines = [json.dumps({"id": str(i), "contents": f"text {i}"}) + "\n" for i in range(10)]
+    (src / "passages.jsonl").write_text("".join(lines[:7]) + "\n" + "".join(lines[7:]))
+    out = split_collection(src, tmp_path / "split", 3)
+    parts = [(out / f"part{i:03d}.jsonl").read_text().splitlines(keepends=True) for i in range(3)]
+    assert [len(p) for p in parts] == [4, 3, 3] and sorted(sum(parts, [])) == sorted(lines)
+
+
+def test_bm25_prebuilt_unknown_name_is_a_clean_error(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "jsarag.index", "bm25", "--collection", str(tmp_path), "--params", "{}",
+                          "--prebuilt", "no-such-index", "--out", str(tmp_path / "bm25")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 2 and "'no-such-index' is not a Pyserini prebuilt index name" in res.stderr
+    assert not (tmp_path / "bm25").exists()

@@ -26,6 +26,7 @@ def main(argv=None):
     b = sub.add_parser("bm25", help="build the BM25 index")
     b.add_argument("--collection", required=True, help="directory holding passages.jsonl")
     b.add_argument("--params", required=True, help="the index section as JSON")
+    b.add_argument("--prebuilt", default=None, help="a Pyserini prebuilt Lucene index to link instead of building one")
     b.add_argument("--out", required=True)
     d = sub.add_parser("dense", help="build the dense index (all shards, then the merge)")
     d.add_argument("--shard-dir", required=True, help="where the shards are written")
@@ -53,9 +54,12 @@ def main(argv=None):
     def go():
         t0 = time.time()
         if args.cmd == "bm25":
-            from jsarag.index.build import build_bm25
+            from jsarag.index.build import build_bm25, link_prebuilt_bm25
 
-            build_bm25(args.collection, args.out, read_params(args.params, IndexConfig).threads)
+            if args.prebuilt:
+                link_prebuilt_bm25(args.prebuilt, args.out)
+            else:
+                build_bm25(args.collection, args.out, read_params(args.params, IndexConfig).threads)
         elif args.cmd.startswith("dense"):
             from jsarag.index import shards
 

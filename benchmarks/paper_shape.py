@@ -204,7 +204,8 @@ def main():
         # -- one training step per method -----------------------------------------------------
         gen_cfg = MistralConfig(**sh["generator"], pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                                 bos_token_id=tok.cls_token_id)
-        gen_model = MistralForCausalLM(gen_cfg).to(dtype).to(device)
+        with torch.device(device):  # built in place, in the compute dtype: no fp32 host copy of 7B weights
+            gen_model = MistralForCausalLM._from_config(gen_cfg, dtype=dtype)
         lora = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                                          "down_proj"]}
         gen = Generator(gen_model, tok, max_input_tokens=sh["max_input_tokens"], max_target_tokens=sh["max_target_tokens"])

@@ -204,7 +204,7 @@ def test_gradient_checkpointing_same_gradients(tiny_causal_dir):
 def test_paper_shape_benchmark_runs_scaled(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_shape.py"), "--scale", "0.01", "--passages", "2000",
-                          "--steps", "1"], capture_output=True, text=True, env=env, timeout=300)
+                          "--steps", "1", "--encode", "32"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     what = {r["what"] for r in rows}

@@ -320,6 +320,32 @@ class RunParams(Section):
         self.train = method_config(self.method, self.train)
 
 
+@dataclass
+class ReportConfig(Section):
+    """What the report reads: datasets and their tasks, methods, seeds, the evaluate section, and
+    the MIS settings of training (for the MIS table)."""
+    datasets: dict  # dataset -> task (qa | dialog)
+    methods: list
+    seeds: list
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    mis_proposals: int | None = None
+    mis_k: int | None = None
+
+    def check(self, where):
+        for name, task in self.datasets.items():
+            choice(task, ("qa", "dialog"), f"{where}.datasets.{name}")
+
+    @property
+    def ks(self) -> list:
+        return self.evaluate.k_values
+
+    @property
+    def n_boot(self) -> int:
+        return self.evaluate.bootstrap
+
+
 def report_params(cfg: dict) -> dict:
     """The sections the report reads: editing another section does not rerun the report."""
-    return {k: cfg[k] for k in ("datasets", "methods", "seeds", "evaluate", "train") if k in cfg}
+    jsa = train_section(cfg, "jsa", cfg["seeds"][0]) if "jsa" in cfg["methods"] else None
+    return {"datasets": {d: v["task"] for d, v in cfg["datasets"].items()}, "methods": cfg["methods"], "seeds": cfg["seeds"],
+            "evaluate": cfg.get("evaluate") or {}, "mis_proposals": jsa.proposals if jsa else None, "mis_k": jsa.k if jsa else None}

@@ -140,7 +140,7 @@ def _cross_check(cfg: dict, source: str) -> None:
             elif "download" not in d:
                 raise InputError(f"{source}: datasets.{name}.members.{m}: a plain member path needs datasets.{name}.download")
         want_dialog = d["format"] in ("orquac", "doqa")
-        if want_dialog != (d["task"] == "dialog"):
+        if d["format"] != "jsonl" and want_dialog != (d["task"] == "dialog"):
             raise InputError(f"{source}: datasets.{name}.task: format {d['format']} is a "
                              f"{'dialog' if want_dialog else 'qa'} format, task is {d['task']!r}")
     ks = cfg.get("evaluate", {}).get("k_values")

@@ -349,3 +349,11 @@ def report_params(cfg: dict) -> dict:
     jsa = train_section(cfg, "jsa", cfg["seeds"][0]) if "jsa" in cfg["methods"] else None
     return {"datasets": {d: v["task"] for d, v in cfg["datasets"].items()}, "methods": cfg["methods"], "seeds": cfg["seeds"],
             "evaluate": cfg.get("evaluate") or {}, "mis_proposals": jsa.proposals if jsa else None, "mis_k": jsa.k if jsa else None}
+
+
+if __name__ == "__main__":  # `python -m jsarag.config FILE...`: check configs (a YAML error names file:line)
+    import sys
+
+    from jsarag.cli import run_cli
+
+    run_cli(lambda: [print(f"{p}: ok") for p in sys.argv[1:] if load_config(p)])

@@ -544,3 +544,15 @@ def test_resume_logs_its_step(tiny_model_factory, tiny_kb, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="jsarag.train"):
         TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path).train(progress=False)
     assert re.search(r"resumed from \S+ at step 2 of 3", caplog.text), caplog.text
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    """Snakemake parses a --configfile in its CLI, before the Snakefile runs, and reports a syntax
+    error without file or line; `python -m jsarag.config FILE` checks a config with both."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [0]\nmethods: [rag\nfoo: 1\n")
+    res = subprocess.run([sys.executable, "-m", "jsarag.config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"error: {bad}:3: malformed YAML" in res.stderr, res.stderr
+    good = subprocess.run([sys.executable, "-m", "jsarag.config", str(Path(__file__).parent / "workflow" / "generic.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and "generic.yaml: ok" in good.stdout, good.stderr

@@ -2,7 +2,6 @@
 split, pinned counts that stop the run on a mismatch, and gold passages that must exist."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,12 +9,10 @@ from jsarag import InputError
 
 
 def content_hash(path: str | Path) -> str:
-    """sha256 of a prepared file (passages.jsonl, a split)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a prepared file (passages.jsonl, a split): the same digest as a download's."""
+    from jsarag.data.download import sha256_file
+
+    return sha256_file(path)
 
 
 def check_count(where: str, expected: int | None, got: int, what: str) -> None:

@@ -96,6 +96,10 @@ class Layout:
     def passage_offsets(self, corpus: str) -> str:
         return offsets_of(self.passages(corpus))
 
+    def corpus_stats(self, corpus: str) -> str:
+        """Counts and content hash of a collection (beside collection/, which Lucene reads whole)."""
+        return self._p("resources", "corpora", corpus, "stats.json")
+
     def dataset_dir(self, dataset: str) -> str:
         return self._p("resources", "datasets", dataset)
 

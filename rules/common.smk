@@ -37,7 +37,9 @@ def dataset_download_args(wildcards, input):
 
 def dataset_corpus(wildcards):
     d = config["datasets"][wildcards.dataset]
-    return L.passages(d["corpus"]) if d.get("filter_answerable") else []
+    # read for the answerable filter, the `contained` target rule, and the gold-passage check of jsonl
+    need = d.get("filter_answerable") or d.get("target") == "contained" or d["format"] == "jsonl"
+    return L.passages(d["corpus"]) if need else []
 
 
 def run_json(w, evaluate=False, method=None):

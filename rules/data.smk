@@ -29,6 +29,7 @@ rule prepare_corpus:
     output:
         passages=L.passages("{corpus}"),
         offsets=L.passage_offsets("{corpus}"),
+        stats=L.corpus_stats("{corpus}"),
     params:
         spec=lambda w: as_json(config["corpora"][w.corpus]),
     log:
@@ -38,7 +39,8 @@ rule prepare_corpus:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.data prepare-corpus --params {params.spec:q} --download {input:q} --out {output.passages:q} 2> {log:q}"
+        "python -m jsarag.data prepare-corpus --params {params.spec:q} --download {input:q} --out {output.passages:q} "
+        "--stats {output.stats:q} 2> {log:q}"
 
 
 rule prepare_dataset:

@@ -40,6 +40,7 @@ def main(argv=None):
     c.add_argument("--params", required=True)
     c.add_argument("--download", required=True)
     c.add_argument("--out", required=True)
+    c.add_argument("--stats", default=None, help="stats.json: passage count and content hash")
     q = sub.add_parser("prepare-dataset", help="build a dataset's splits")
     q.add_argument("--name", required=True)
     q.add_argument("--params", required=True)
@@ -61,7 +62,7 @@ def main(argv=None):
             from jsarag.data.corpora import prepare_corpus
 
             t0 = time.time()
-            n = prepare_corpus(read_params(args.params), args.download, args.out)
+            n = prepare_corpus(read_params(args.params), args.download, args.out, args.stats)
             log.info("prepare-corpus: %d passages in %.1fs", n, time.time() - t0)
         elif args.cmd == "prepare-dataset":
             from jsarag.data.datasets import prepare_dataset

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from jsarag.data.targets import visit
 from jsarag.io import atomic_path, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
@@ -90,7 +91,7 @@ class Trainer:
         for micro in range(start_micro, total):
             epoch, i = divmod(micro, per_epoch)
             perm = np.random.default_rng(self.cfg.seed + epoch).permutation(len(self.examples))
-            yield epoch, [self.examples[j] for j in perm[i * bs:(i + 1) * bs]]
+            yield epoch, [visit(self.examples[j], self.cfg.seed, epoch) for j in perm[i * bs:(i + 1) * bs]]  # target rule
 
     # -- checkpoints ------------------------------------------------------------------------
     def trainable_state(self) -> dict:
@@ -160,6 +161,8 @@ class Trainer:
         process abruptly after that step, without a final checkpoint (tests use it as a kill)."""
         torch.set_num_threads(self.cfg.threads)
         resumed = self.load_checkpoint()
+        if resumed:
+            logging.getLogger("jsarag.train").info("resumed from %s at step %d of %d", self.checkpoint_path, self.step, self.total_steps)
         log_path = Path(self.files.train_log)
         self.out.mkdir(parents=True, exist_ok=True)
         # the log restarts from the checkpoint's rows: steps after it are redone (a workflow

@@ -6,7 +6,7 @@
 import copy
 
 from jsarag import InputError
-from jsarag.config import validate_config
+from jsarag.config import read_yaml, validate_config
 
 
 configfile: "config.yaml"
@@ -22,6 +22,10 @@ if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 try:
+    # Snakemake parsed the --configfile already, keeping the last of duplicate keys: re-read it with
+    # the project's loader, which refuses them with file:line
+    for _f in workflow.overwrite_configfiles or []:
+        read_yaml(_f)
     validate_config(config, source=", ".join(map(str, workflow.overwrite_configfiles or ["config.yaml"])))
 except InputError as e:
     raise ValueError(f"invalid config: {e}") from None

@@ -5,9 +5,8 @@ candidate count is equal), with the real retriever and generator. Each method ru
 child process (so peak memory is its own); the parent prints the ratios as JSON.
 
 Usage (after the workflow has exported models and prepared data):
-  python benchmarks/step_cost.py --passages resources/corpora/vital/collection/passages.jsonl \
-      --examples resources/datasets/nq/train.jsonl --retriever resources/models/retriever \
-      --generator resources/models/generator [--n-passages 8 --steps 8 --warmup 2]
+  python benchmarks/step_cost.py [--n-passages 8 --steps 8 --warmup 2]
+  (defaults: the embedded default's passages, NQ train split and exported models, from jsarag.layout)
 """
 from __future__ import annotations
 
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from jsarag.layout import LAYOUT
 
 METHODS = ("rag", "vrag", "jsa")
 
@@ -89,10 +90,10 @@ def child(args) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="config.yaml")
-    ap.add_argument("--passages", default="resources/corpora/vital/collection/passages.jsonl")
-    ap.add_argument("--examples", default="resources/datasets/nq/train.jsonl")
-    ap.add_argument("--retriever", default="resources/models/retriever")
-    ap.add_argument("--generator", default="resources/models/generator")
+    ap.add_argument("--passages", default=LAYOUT.passages("vital"))
+    ap.add_argument("--examples", default=LAYOUT.split("nq", "train"))
+    ap.add_argument("--retriever", default=LAYOUT.model("retriever"))
+    ap.add_argument("--generator", default=LAYOUT.model("generator"))
     ap.add_argument("--n-passages", type=int, default=8)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)

@@ -143,7 +143,7 @@ def _cross_check(cfg: dict, source: str) -> None:
             elif "download" not in d:
                 raise InputError(f"{source}: datasets.{name}.members.{m}: a plain member path needs datasets.{name}.download")
         want_dialog = d["format"] in ("orquac", "doqa")
-        if want_dialog != (d["task"] == "dialog"):
+        if d["format"] != "jsonl" and want_dialog != (d["task"] == "dialog"):
             raise InputError(f"{source}: datasets.{name}.task: format {d['format']} is a "
                              f"{'dialog' if want_dialog else 'qa'} format, task is {d['task']!r}")
     ks = cfg.get("evaluate", {}).get("k_values")
@@ -242,6 +242,11 @@ class IndexConfig(Section):
     """index: how the BM25 and dense indexes are built."""
     dense_batch_size: int = 16
     threads: int = 2
+    shards: int = 1  # dense encoding jobs, one slice of passages.jsonl each (merged into one index)
+    device: str = "auto"  # auto | cpu | cuda: where passages are encoded (bf16 on a GPU, fp32 on the CPU)
+
+    def check(self, where):
+        choice(self.device, ("auto", "cpu", "cuda"), f"{where}.device")
 
 
 @dataclass
@@ -323,6 +328,45 @@ class RunParams(Section):
         self.train = method_config(self.method, self.train)
 
 
+def export_dtype(cfg: dict, role: str) -> str:
+    """The dtype a model is exported in: bfloat16 for a generator trained on a GPU (train.common.device: cuda)."""
+    return "bfloat16" if role == "generator" and cfg["train"]["common"].get("device") == "cuda" else "float32"
+
+
+@dataclass
+class ReportConfig(Section):
+    """What the report reads: datasets and their tasks, methods, seeds, the evaluate section, and
+    the MIS settings of training (for the MIS table)."""
+    datasets: dict  # dataset -> task (qa | dialog)
+    methods: list
+    seeds: list
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    mis_proposals: int | None = None
+    mis_k: int | None = None
+
+    def check(self, where):
+        for name, task in self.datasets.items():
+            choice(task, ("qa", "dialog"), f"{where}.datasets.{name}")
+
+    @property
+    def ks(self) -> list:
+        return self.evaluate.k_values
+
+    @property
+    def n_boot(self) -> int:
+        return self.evaluate.bootstrap
+
+
 def report_params(cfg: dict) -> dict:
     """The sections the report reads: editing another section does not rerun the report."""
-    return {k: cfg[k] for k in ("datasets", "methods", "seeds", "evaluate", "train") if k in cfg}
+    jsa = train_section(cfg, "jsa", cfg["seeds"][0]) if "jsa" in cfg["methods"] else None
+    return {"datasets": {d: v["task"] for d, v in cfg["datasets"].items()}, "methods": cfg["methods"], "seeds": cfg["seeds"],
+            "evaluate": cfg.get("evaluate") or {}, "mis_proposals": jsa.proposals if jsa else None, "mis_k": jsa.k if jsa else None}
+
+
+if __name__ == "__main__":  # `python -m jsarag.config FILE...`: check configs (a YAML error names file:line)
+    import sys
+
+    from jsarag.cli import run_cli
+
+    run_cli(lambda: [print(f"{p}: ok") for p in sys.argv[1:] if load_config(p)])

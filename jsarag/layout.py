@@ -96,6 +96,10 @@ class Layout:
     def passage_offsets(self, corpus: str) -> str:
         return offsets_of(self.passages(corpus))
 
+    def corpus_stats(self, corpus: str) -> str:
+        """Counts and content hash of a collection (beside collection/, which Lucene reads whole)."""
+        return self._p("resources", "corpora", corpus, "stats.json")
+
     def dataset_dir(self, dataset: str) -> str:
         return self._p("resources", "datasets", dataset)
 
@@ -113,6 +117,13 @@ class Layout:
 
     def dense_index(self, corpus: str) -> str:
         return self._p("resources", "indexes", corpus, "dense")
+
+    def dense_shards_dir(self, corpus: str) -> str:
+        return self._p("resources", "indexes", corpus, "dense_shards")
+
+    def dense_shard(self, corpus: str, shard) -> str:
+        """One shard's fp16 passage embeddings (jsarag.index.shards)."""
+        return self._p("resources", "indexes", corpus, "dense_shards", f"{shard}.f16.npy")
 
     # -- runs/ ---------------------------------------------------------------------------------
     def run(self, dataset: str, method: str, seed) -> RunFiles:

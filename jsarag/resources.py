@@ -37,7 +37,8 @@ class ResourcesConfig(Section):
     prepare_dataset: RuleResources = _res(runtime=30, mem_mb=4000)
     export_models: RuleResources = _res(runtime=30, mem_mb=4000)
     bm25_index: RuleResources = _res(runtime=30, mem_mb=4000)
-    dense_index: RuleResources = _res(runtime=60, mem_mb=4000)
+    dense_shard: RuleResources = _res(runtime=60, mem_mb=4000)
+    dense_index: RuleResources = _res(runtime=30, mem_mb=4000)  # merges the shards
     retrieval_baselines: RuleResources = _res(runtime=30, mem_mb=4000)
     train: RuleResources = _res(runtime=120, mem_mb=8000)
     evaluate: RuleResources = _res(runtime=60, mem_mb=8000)

@@ -4,7 +4,7 @@ import os
 import re
 import sys
 
-from jsarag.config import as_json, index_params, report_params, run_params
+from jsarag.config import IndexConfig, as_json, export_dtype, index_params, report_params, run_params
 from jsarag.data.download import download_filename
 from jsarag.resources import rule_resources, train_launcher
 from jsarag.layout import BASELINES, FIGURES, LAYOUT as L, SPLITS, TABLES, TABLE_FORMATS
@@ -56,7 +56,9 @@ def dataset_download_args(wildcards, input):
 
 def dataset_corpus(wildcards):
     d = config["datasets"][wildcards.dataset]
-    return L.passages(d["corpus"]) if d.get("filter_answerable") else []
+    # read for the answerable filter, the `contained` target rule, and the gold-passage check of jsonl
+    need = d.get("filter_answerable") or d.get("target") == "contained" or d["format"] == "jsonl"
+    return L.passages(d["corpus"]) if need else []
 
 
 def run_json(w, evaluate=False, method=None):

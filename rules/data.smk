@@ -29,6 +29,7 @@ rule prepare_corpus:
     output:
         passages=L.passages("{corpus}"),
         offsets=L.passage_offsets("{corpus}"),
+        stats=L.corpus_stats("{corpus}"),
     params:
         spec=lambda w: as_json(config["corpora"][w.corpus]),
     resources:
@@ -40,7 +41,8 @@ rule prepare_corpus:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.data prepare-corpus --params {params.spec:q} --download {input:q} --out {output.passages:q} 2> {log:q}"
+        "python -m jsarag.data prepare-corpus --params {params.spec:q} --download {input:q} --out {output.passages:q} "
+        "--stats {output.stats:q} 2> {log:q}"
 
 
 rule prepare_dataset:
@@ -73,6 +75,7 @@ rule export_models:
     params:
         source=lambda w: config["models"][w.role]["source"],
         kind=lambda w: "encoder" if w.role == "retriever" else config["models"]["generator"].get("kind", "causal"),
+        dtype=lambda w: export_dtype(config, w.role),
     resources:
         **res("export_models", 1),
     log:
@@ -82,7 +85,7 @@ rule export_models:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.data export-model --source {params.source:q} --kind {params.kind} --out {output:q} 2> {log:q}"
+        "python -m jsarag.data export-model --source {params.source:q} --kind {params.kind} --dtype {params.dtype} --out {output:q} 2> {log:q}"
 
 
 ALL_TARGETS.extend(L.dataset_stats(d) for d in DATASETS)

@@ -10,6 +10,7 @@ rule bm25_index:
     params:
         collection=lambda w: L.collection(w.corpus),
         spec=as_json(config["index"]),
+        prebuilt=lambda w: f"--prebuilt {config['corpora'][w.corpus]['bm25_prebuilt']}" if "bm25_prebuilt" in config["corpora"][w.corpus] else "",
     threads: config["index"]["threads"]
     resources:
         **res("bm25_index", config["index"]["threads"]),
@@ -20,20 +21,45 @@ rule bm25_index:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} --out {output:q} 2> {log:q}"
+        "python -m jsarag.index bm25 --collection {params.collection:q} --params {params.spec:q} {params.prebuilt} --out {output:q} 2> {log:q}"
+
+
+DENSE_SHARDS = IndexConfig.from_dict(config["index"], "index").shards
+
+
+rule dense_shard:
+    # one slice of passages.jsonl per job: a killed job redoes only its own shard
+    input:
+        passages=L.passages("{corpus}"),
+        model=L.model("retriever"),
+    output:
+        L.dense_shard("{corpus}", "{shard}"),
+    wildcard_constraints:
+        shard=r"\d+",
+    params:
+        spec=as_json(index_params(config)),
+    threads: config["index"]["threads"]
+    resources:
+        **res("dense_shard", config["index"]["threads"]),
+    log:
+        L.log("dense_shard", "{corpus}", "{shard}"),
+    benchmark:
+        L.benchmark("dense_shard", "{corpus}", "{shard}")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.index dense-shard --shard {wildcards.shard} --passages {input.passages:q} --model {input.model:q} "
+        "--params {params.spec:q} --out {output:q} 2> {log:q}"
 
 
 rule dense_index:
     input:
         passages=L.passages("{corpus}"),
-        model=L.model("retriever"),
+        shards=expand(L.dense_shard("{{corpus}}", "{shard}"), shard=range(DENSE_SHARDS)),
     output:
         directory(L.dense_index("{corpus}")),
-    params:
-        spec=as_json(index_params(config)),
-    threads: config["index"]["threads"]
     resources:
-        **res("dense_index", config["index"]["threads"]),
+        **res("dense_index", 1),
     log:
         L.log("dense_index", "{corpus}"),
     benchmark:
@@ -41,8 +67,7 @@ rule dense_index:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.index dense --passages {input.passages:q} --model {input.model:q} "
-        "--params {params.spec:q} --out {output:q} 2> {log:q}"
+        "python -m jsarag.index dense-merge --passages {input.passages:q} --shards {input.shards:q} --out {output:q} 2> {log:q}"
 
 
 rule retrieval_baselines:

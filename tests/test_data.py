@@ -1,11 +1,17 @@
 """Data stage on tiny fixtures in the real raw formats (tests/fixtures/data/)."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
+import logging
+import os
+import re
+import stat
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -13,9 +19,13 @@ import pytest
 
 from jsarag import InputError
 from jsarag.data.corpora import prepare_corpus, split_words
-from jsarag.data.datasets import prepare_dataset
+from jsarag.data.datasets import prepare_dataset, read_sources
 from jsarag.data.download import fetch
-from jsarag.layout import Layout
+from jsarag.data.examples import load_examples, target_text
+from jsarag.data.integrity import content_hash
+from jsarag.data.json_stream import iter_columns
+from jsarag.data.targets import visit
+from jsarag.layout import SPLITS, Layout
 from jsarag.model.passages import PassageStore
 from jsarag.text import has_answer, normalize
 
@@ -233,3 +243,316 @@ def test_download_without_network_is_clean(tmp_path):
     assert "error: downloads.x: cannot fetch http://127.0.0.1:9/x" in res.stderr
     assert "Traceback" not in res.stderr
     assert not out.exists() and not list(out.parent.glob("*"))
+
+
+# --- paper readers on their real raw formats ---------------------------------------------------
+def gz_copy(src: Path, dst: Path) -> Path:
+    dst.write_bytes(gzip.compress(src.read_bytes()))
+    return dst
+
+
+def tar_gz(dst: Path, members: dict[str, Path]) -> Path:
+    with tarfile.open(dst, "w:gz") as t:
+        for name, p in members.items():
+            t.add(p, arcname=name)
+    return dst
+
+
+def test_dpr_wiki_tsv_with_stats_and_pinned_count(tmp_path):
+    gz = gz_copy(FIX / "dpr" / "psgs_w100.tsv", tmp_path / "dpr_wiki.tsv.gz")
+    out, stats = tmp_path / "c" / "collection" / "passages.jsonl", tmp_path / "c" / "stats.json"
+    assert prepare_corpus({"format": "dpr_wiki_tsv", "download": "w", "expect_passages": 4}, gz, out, stats) == 4
+    rows = read(out)
+    assert rows[0] == {"id": "1", "title": "Aaron",
+                       "contents": 'Aaron Aaron ( or ; "Ahärôn") is a prophet, high priest, and the brother of Moses.'}
+    s = json.loads(stats.read_text())
+    assert s["passages"] == 4 and s["sha256"] == content_hash(out)
+    out2 = tmp_path / "d" / "passages.jsonl"
+    with pytest.raises(InputError, match=r"expect_passages: expected 21015324 passages in .*dpr_wiki.tsv.gz, got 4"):
+        prepare_corpus({"format": "dpr_wiki_tsv", "download": "w", "expect_passages": 21015324}, gz, out2)
+    assert not out2.parent.exists() or not list(out2.parent.iterdir())
+
+
+def test_msmarco_collection_in_tar(tmp_path):
+    tgz = tar_gz(tmp_path / "collection.tar.gz", {"collection.tsv": FIX / "msmarco" / "collection.tsv"})
+    out = tmp_path / "passages.jsonl"
+    assert prepare_corpus({"format": "msmarco_tsv", "download": "c", "member": "collection.tsv"}, tgz, out) == 5
+    assert read(out)[2] == {"id": "2", "title": "", "contents": "A corporation is a company or group of people authorized to act "
+                                                                 "as a single entity."}
+
+
+def msmarco_setup(tmp_path):
+    queries = tar_gz(tmp_path / "queries.tar.gz", {"queries.dev.tsv": FIX / "msmarco" / "queries.dev.tsv"})
+    qna = gz_copy(FIX / "msmarco" / "dev_v2.1.json", tmp_path / "dev_v2.1.json.gz")
+    files = {"q": str(queries), "qrels": str(FIX / "msmarco" / "qrels.dev.small.tsv"), "qna": str(qna)}
+    cfg = {"task": "qa", "corpus": "msmarco", "format": "msmarco", "download": "q", "_name": "msmarco",
+           "members": {"test": "queries.dev.tsv", "test_qrels": {"download": "qrels"}, "test_answers": {"download": "qna"}}}
+    return cfg, files
+
+
+def test_msmarco_queries_qrels_answers(tmp_path, monkeypatch):
+    def no_json_load(*a, **k):
+        raise AssertionError("the QnA file must be streamed, not json.load-ed")
+
+    monkeypatch.setattr(json, "load", no_json_load)
+    cfg, files = msmarco_setup(tmp_path)
+    dropped = {}
+    rows = {ex["id"]: ex for _, ex in read_sources(cfg, files, dropped)["test"]}
+    # 5 queries: one not in qrels.dev.small (cap), one whose only answer is "No Answer Present."
+    assert sorted(rows) == ["1101279", "1102431", "1102432"]
+    assert dropped == {"test": {"no_qrels": 1, "no_answer": 1}}
+    assert rows["1102431"]["gold_passages"] == ["0", "1"]
+    assert rows["1102431"]["answers"] == ["The Manhattan Project was a research effort that produced the first nuclear weapons."]
+    assert rows["1102432"]["answers"] == ["A company or group of people authorized to act as a single entity."]
+    no_answers = {**cfg, "members": {k: v for k, v in cfg["members"].items() if k != "test_answers"}}
+    with pytest.raises(InputError, match="msmarco format needs test_answers or answers"):
+        read_sources(no_answers, files)
+
+
+def test_qna_stream_matches_json_load_at_any_chunk_size(tmp_path):
+    text = (FIX / "msmarco" / "dev_v2.1.json").read_text()
+    want = json.loads(text)
+    for chunk in (1, 7, 64, 1 << 20):
+        got: dict = {}
+        for col, key, v in iter_columns(io.StringIO(text), "qna", {"answers", "query_id", "wellFormedAnswers"}, chunk):
+            got.setdefault(col, {})[key] = v
+        assert got == {c: want[c] for c in ("answers", "query_id", "wellFormedAnswers")}
+    with pytest.raises(InputError, match=r"qna: malformed JSON at character \d+"):
+        list(iter_columns(io.StringIO(text[:500]), "qna", {"answers"}, 64))
+
+
+def test_orquac_counts(tmp_path):
+    sources = read_sources({**orquac_cfg(), "_name": "orquac"}, orquac_files())
+    assert {s: len(r) for s, r in sources.items()} == {"train": 2, "dev": 1, "test": 2}
+    blocks = tmp_path / "blocks.jsonl"
+    assert prepare_corpus({"format": "orquac_blocks", "download": "b"}, FIX / "orquac" / "all_blocks.txt", blocks) == 4
+
+
+# --- targets -----------------------------------------------------------------------------------
+def test_target_rules(tmp_path):
+    corpus = tmp_path / "passages.jsonl"
+    prepare_corpus({"format": "jsonl", "download": "c"}, FIX / "generic" / "corpus.jsonl", corpus)
+    base = {"task": "qa", "corpus": "c", "format": "jsonl", "download": "q", "members": {"test": "qa.jsonl"}, "n_test": 4,
+            "n_valid": 0}
+    lay = Layout(str(tmp_path / "o"))
+    files = {"q": str(FIX / "generic")}
+    z = tmp_path / "q.zip"
+    fetch("q", {"path": files["q"]}, z)
+    stats = prepare_dataset("g", {**base, "target": "contained"}, {"q": str(z)}, str(corpus), lay)
+    nile = next(e for e in read(lay.split("g", "test")) if e["id"] == "q3")
+    assert nile["target"] == "Nile" and target_text(nile) == "Nile"  # "The Nile River" is first but not in the gold passage
+    assert stats["targets"] == {"contained": 1, "first_fallback": 0}
+    prepare_dataset("g", {**base, "target": "random"}, {"q": str(z)}, str(corpus), lay)
+    nile = next(e for e in read(lay.split("g", "test")) if e["id"] == "q3")
+    assert nile["target_rule"] == "random" and target_text(nile) == "The Nile River"  # outside training: the first answer
+    picks = [target_text(visit(nile, 0, epoch)) for epoch in range(20)]
+    assert set(picks) == {"The Nile River", "Nile"} and picks == [target_text(visit(nile, 0, e)) for e in range(20)]
+    one = {"id": "x", "question": "q", "answers": ["a"]}
+    assert visit(one, 0, 3) is one
+
+
+def test_trivia_alias_list_random_target(tmp_path):
+    lay = Layout(str(tmp_path / "o"))
+    cfg = {"task": "qa", "corpus": "wiki", "format": "dpr_topics", "members": {"test": {"download": "tqa_dev"}}, "n_test": 3,
+           "n_valid": 0, "target": "random"}
+    stats = prepare_dataset("tqa", cfg, {"tqa_dev": str(FIX / "dpr" / "trivia-dev.qa.csv")}, None, lay)
+    assert stats["read"] == {"test": 3} and stats["targets"] == {"random": 2}
+    kosher = next(e for e in read(lay.split("tqa", "test")) if "Jewish" in e["question"])
+    assert kosher["answers"][0] == "Milchige"
+    assert {target_text(visit(kosher, 0, e)) for e in range(40)} == {"Milchige", "Kosher", "Kashrut", "Kashruth"}
+    assert set(stats["sha256"]) == {"train", "valid", "test"} and stats["sha256"]["test"] == content_hash(lay.split("tqa", "test"))
+
+
+# --- the generic formats -----------------------------------------------------------------------
+def generic_cfg(task="qa", member="qa.jsonl", **kw):
+    return {"task": task, "corpus": "c", "format": "jsonl", "download": "mine", "members": {"test": member}, "n_test": 2, **kw}
+
+
+@pytest.fixture
+def generic(tmp_path):
+    """The generic fixtures as a `path:` directory download, and their corpus prepared."""
+    z = tmp_path / "mine.zip"
+    fetch("mine", {"path": str(FIX / "generic")}, z)
+    corpus = tmp_path / "passages.jsonl"
+    assert prepare_corpus({"format": "jsonl", "download": "mine", "member": "corpus.jsonl"}, z, corpus) == 4
+    return z, corpus
+
+
+def test_generic_corpus_split_gz_and_several_files(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    gz_copy(FIX / "generic" / "corpus.jsonl", src / "a.jsonl.gz")
+    (src / "b.jsonl").write_text('{"id": 7, "contents": "one two three four five six seven"}\n')
+    z = tmp_path / "d.zip"
+    fetch("d", {"path": str(src)}, z)
+    out = tmp_path / "p.jsonl"
+    n = prepare_corpus({"format": "jsonl", "download": "d", "member": ["a.jsonl.gz", "b.jsonl"], "passage_words": 5}, z, out)
+    ids = [p["id"] for p in read(out)]
+    assert n == 12 and ids[:3] == ["paris#0", "paris#1", "paris#2"] and ids[-2:] == ["7#0", "7#1"]
+
+
+def test_generic_qa_and_dialog(tmp_path, generic):
+    z, corpus = generic
+    lay = Layout(str(tmp_path / "o"))
+    stats = prepare_dataset("qa", generic_cfg(), {"mine": str(z)}, str(corpus), lay)
+    assert stats["read"] == {"test": 4} and stats["written"] == {"train": 1, "valid": 1, "test": 2}
+    assert stats["gold_passages_checked"] == 2
+    rows = {e["id"]: e for s in SPLITS for e in read(lay.split("qa", s))}
+    assert rows["qa-test-000004"] == {"id": "qa-test-000004", "question": "Which city was founded on seven hills?",
+                                      "target": "Rome", "answers": ["Rome"]}
+    stats = prepare_dataset("dl", generic_cfg("dialog", "dialog.jsonl", n_test=1), {"mine": str(z)}, str(corpus), lay)
+    assert stats["read"] == {"test": 3}
+    d2 = next(e for s in SPLITS for e in read(lay.split("dl", s)) if e["id"] == "d2")
+    assert d2["history"] == ["Tell me about Paris.", "It is the capital of France."] and d2["target"] == "The Seine."
+
+
+def test_generic_hf_dataset_columns_through_fields(tmp_path, generic):
+    _, corpus = generic
+    hf = tmp_path / "hf.jsonl"  # what an hf_dataset download writes: a _split column and the dataset's own columns
+    hf.write_text(json.dumps({"_split": "validation", "question_id": "t1", "question": "Capital of Italy?",
+                              "answer": {"aliases": ["Rome", "Roma"]}}) + "\n")
+    cfg = {"task": "qa", "corpus": "c", "format": "jsonl", "members": {"test": {"download": "tqa"}}, "n_test": 1, "n_valid": 0,
+           "fields": {"id": "question_id", "answers": "answer.aliases"}}
+    lay = Layout(str(tmp_path / "o"))
+    prepare_dataset("h", cfg, {"tqa": str(hf)}, str(corpus), lay)
+    assert read(lay.split("h", "test")) == [{"id": "t1", "question": "Capital of Italy?", "answers": ["Rome", "Roma"]}]
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"id": "x", "question": "q", "answers": ["a"]', "malformed JSON"),
+    ('{"id": "x", "answers": ["a"]}', "missing or empty field question"),
+    ('{"id": "x", "question": "q"}', "missing field answers or target"),
+    ('{"id": "q1", "question": "q", "answers": ["a"]}', "duplicate example id 'q1'"),
+    ('{"id": "x", "question": "q", "answers": []}', "answers is empty"),
+    ('{"id": "x", "question": "q", "answers": ["a"], "gold_passages": ["nowhere"]}', "gold passage 'nowhere' is not in the corpus"),
+    (b'{"id": "x", "question": "caf\xe9", "answers": ["a"]}', "not UTF-8"),
+])
+def test_generic_bad_input_names_file_and_line(tmp_path, generic, line, message):
+    _, corpus = generic
+    bad = tmp_path / "bad.jsonl"
+    head = (FIX / "generic" / "qa.jsonl").read_bytes().splitlines()[0] + b"\n"
+    bad.write_bytes(head + (line if isinstance(line, bytes) else line.encode()) + b"\n")
+    lay = Layout(str(tmp_path / "o"))
+    cfg = {**generic_cfg(), "download": None, "members": {"test": {"download": "bad"}}}
+    with pytest.raises(InputError, match=re.escape(message)) as e:
+        prepare_dataset("b", cfg, {"bad": str(bad)}, str(corpus), lay)
+    assert f"{bad}:2" in str(e.value)
+    assert not Path(lay.dataset_dir("b")).exists() or not list(Path(lay.dataset_dir("b")).iterdir())
+
+
+def test_generic_corpus_bad_input(tmp_path):
+    for text, message in [('{"contents": "x"}\n', ":1: missing field id"), ('{"id": "a"}\n', ":1: missing field contents"),
+                          ('{"id": "a", "contents": "x"}\n{"id": "a", "contents": "y"}\n', ":2: duplicate passage id 'a'")]:
+        src = tmp_path / "c.jsonl"
+        src.write_text(text)
+        out = tmp_path / "o" / "passages.jsonl"
+        with pytest.raises(InputError, match=re.escape(message)):
+            prepare_corpus({"format": "jsonl", "download": "c"}, src, out)
+        assert not out.exists()
+
+
+# --- bad UTF-8 in the paper formats ----------------------------------------------------------------
+def test_bad_utf8_names_file_and_line(tmp_path, vital):
+    corpus, _ = vital
+    topics = (FIX / "topics" / "topics.dpr.nq.dev.txt").read_bytes().split(b"\n")
+    whl = make_topics_wheel(tmp_path / "topics.whl", dev=b"\n".join([topics[0], b"caf\xe9 au lait\t['x']", *topics[1:]]))
+    with pytest.raises(InputError, match=r"topics\.dpr\.nq\.dev\.txt:2: not UTF-8 \(bad byte 0xe9\)"):
+        prepare_dataset("nq", nq_cfg(), {"pyserini_topics": str(whl)}, str(corpus), Layout(str(tmp_path / "o")))
+    tsv = tmp_path / "psgs.tsv"
+    tsv.write_bytes((FIX / "dpr" / "psgs_w100.tsv").read_bytes() + b"5\t\"bad \xff byte\"\tX\n")
+    with pytest.raises(InputError, match=r"psgs\.tsv:6: not UTF-8 \(bad byte 0xff\)"):
+        prepare_corpus({"format": "dpr_wiki_tsv", "download": "w"}, tsv, tmp_path / "p" / "passages.jsonl")
+    ovos = make_ovos_wheel(tmp_path / "ovos.whl", b'{"A": {"title": "A",\n "extract": "caf\xe9"}}')
+    with pytest.raises(InputError, match=r"summaries_en-us\.json:2: not UTF-8"):
+        prepare_corpus(CORPUS_CFG, ovos, tmp_path / "q" / "passages.jsonl")
+
+
+# --- defects ------------------------------------------------------------------------------------
+def test_empty_answers_refused_before_training(tmp_path):
+    split = tmp_path / "train.jsonl"
+    split.write_text('{"id": "a", "question": "q", "answers": ["x"]}\n{"id": "b", "question": "q", "answers": []}\n')
+    with pytest.raises(InputError, match=r"train\.jsonl: example 2 \('b'\) has an empty answer list"):
+        load_examples(split)
+
+
+def test_download_http_404_is_not_no_network(tmp_path):
+    import http.server
+    import threading
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}/no/such/file-{os.getpid()}.tsv"
+        with pytest.raises(InputError, match=r"downloads\.x\.url: the server answered HTTP 404") as e:
+            fetch("x", {"url": url}, tmp_path / "x.tsv")
+        assert "no network" not in str(e.value) and not (tmp_path / "x.tsv").exists()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_unpinned_download_logs_its_hash(tmp_path, caplog):
+    src = FIX / "generic" / "qa.jsonl"
+    with caplog.at_level(logging.WARNING, logger="jsarag.download"):
+        fetch("mine", {"path": str(src)}, tmp_path / "mine.jsonl")
+    assert f"fetched file has sha256 {hashlib.sha256(src.read_bytes()).hexdigest()}" in caplog.text
+
+
+def test_published_folders_follow_the_umask(tmp_path, tiny_encoder_dir):
+    from jsarag.io import atomic_dir
+    from jsarag.model.sources import export
+
+    old = os.umask(0o022)
+    try:
+        export(str(tiny_encoder_dir), "encoder", str(tmp_path / "models" / "retriever"))
+        assert stat.S_IMODE((tmp_path / "models" / "retriever").stat().st_mode) == 0o755
+        os.umask(0o027)
+        with atomic_dir(tmp_path / "index" / "dense") as d:
+            (d / "index").write_bytes(b"x")
+        assert stat.S_IMODE((tmp_path / "index" / "dense").stat().st_mode) == 0o750
+    finally:
+        os.umask(old)
+
+
+def test_unreadable_dense_index_is_an_input_error(tmp_path):
+    from jsarag.model.dense_index import INDEX_FILE, DenseIndex
+
+    (tmp_path / INDEX_FILE).write_bytes(b"not a faiss index")
+    with pytest.raises(InputError, match=f"{INDEX_FILE}: not a readable FAISS index"):
+        DenseIndex(tmp_path)
+
+
+def test_duplicate_config_key_names_file_and_line(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "config.yaml").read_text()
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(text + "seeds: [1]\n")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(repo / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(bad)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert f"{bad}:{len(text.splitlines()) + 1}: malformed YAML" in res.stdout + res.stderr
+
+
+def test_resume_logs_its_step(tiny_model_factory, tiny_kb, tmp_path, caplog):
+    from jsarag.train import TRAINERS
+
+    cfg = TRAINERS["rag"].config_class.from_dict(dict(epochs=1, batch_size=2, warmup_steps=1, k=2, threads=1, checkpoint_every=1,
+                                                      lora={"r": 4, "alpha": 8, "target_modules": ["q_proj"]}, max_input_tokens=64))
+    examples = load_examples(tiny_kb / "train.jsonl")
+    killed = TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path)
+    assert killed.train(progress=False, stop_after=2) is None
+    with caplog.at_level(logging.INFO, logger="jsarag.train"):
+        TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path).train(progress=False)
+    assert re.search(r"resumed from \S+ at step 2 of 3", caplog.text), caplog.text
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    """Snakemake parses a --configfile in its CLI, before the Snakefile runs, and reports a syntax
+    error without file or line; `python -m jsarag.config FILE` checks a config with both."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [0]\nmethods: [rag\nfoo: 1\n")
+    res = subprocess.run([sys.executable, "-m", "jsarag.config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and f"error: {bad}:3: malformed YAML" in res.stderr, res.stderr
+    good = subprocess.run([sys.executable, "-m", "jsarag.config", str(Path(__file__).parent / "workflow" / "generic.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and "generic.yaml: ok" in good.stdout, good.stderr

@@ -16,12 +16,12 @@ from jsarag.evaluate import metrics as M
 from jsarag.io import write_json, write_jsonl
 from jsarag.report.__main__ import main as report_main
 
-CONFIG = {
+CONFIG = {  # the report's params (jsarag.config.report_params)
     "seeds": [0, 1],
     "methods": ["rag", "vrag", "jsa"],
-    "datasets": {"nq": {"task": "qa"}, "doqa": {"task": "dialog"}},
+    "datasets": {"nq": "qa", "doqa": "dialog"},
     "evaluate": {"k_values": [1, 5, 10], "bootstrap": 200},
-    "train": {"common": {"k": 3}, "jsa": {"proposals": 10}},
+    "mis_proposals": 10, "mis_k": 3,
 }
 N = 40
 # share of correct answers / of hits at rank 1 per method and seed (synthetic)

@@ -40,6 +40,7 @@ def main(argv=None):
     c.add_argument("--params", required=True)
     c.add_argument("--download", required=True)
     c.add_argument("--out", required=True)
+    c.add_argument("--stats", default=None, help="stats.json: passage count and content hash")
     q = sub.add_parser("prepare-dataset", help="build a dataset's splits")
     q.add_argument("--name", required=True)
     q.add_argument("--params", required=True)
@@ -48,6 +49,7 @@ def main(argv=None):
     e = sub.add_parser("export-model", help="save a model source as a local transformers directory")
     e.add_argument("--source", required=True)
     e.add_argument("--kind", choices=["encoder", "causal", "seq2seq"], required=True)
+    e.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16 for a generator run on a GPU")
     e.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -60,7 +62,7 @@ def main(argv=None):
             from jsarag.data.corpora import prepare_corpus
 
             t0 = time.time()
-            n = prepare_corpus(read_params(args.params), args.download, args.out)
+            n = prepare_corpus(read_params(args.params), args.download, args.out, args.stats)
             log.info("prepare-corpus: %d passages in %.1fs", n, time.time() - t0)
         elif args.cmd == "prepare-dataset":
             from jsarag.data.datasets import prepare_dataset
@@ -69,7 +71,7 @@ def main(argv=None):
         else:
             from jsarag.model.sources import export
 
-            export(args.source, args.kind, args.out)
+            export(args.source, args.kind, args.out, args.dtype)
 
     run_cli(go)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -58,12 +59,48 @@ def open_binary(path: str | Path, member: str | None = None) -> Iterator[IO[byte
     raise InputError(f"{path}: not a zip or tar archive, cannot read member {member!r}")
 
 
+class Utf8Lines:
+    """UTF-8 text read from a binary stream line by line, so that bad bytes name their line.
+    Iterating yields lines with their line ends (what csv.reader wants); read() returns the rest."""
+
+    def __init__(self, f: IO[bytes], loc: str):
+        self.f, self.loc, self.line = f, loc, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.f:
+            self.line += 1
+            yield decode(raw, self.loc, self.line)
+
+    def read(self) -> str:
+        return decode(self.f.read(), self.loc, self.line + 1)
+
+
+def decode(data: bytes, loc: str, first_line: int = 1) -> str:
+    """data as UTF-8; bad bytes raise InputError naming loc:line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + data.count(b"\n", 0, e.start)
+        raise InputError(f"{loc}:{line}: not UTF-8 (bad byte 0x{data[e.start]:02x})") from None
+
+
 @contextlib.contextmanager
-def open_text(path: str | Path, member: str | None = None) -> Iterator[IO[str]]:
+def open_text(path: str | Path, member: str | None = None) -> Iterator[Utf8Lines]:
     with open_binary(path, member) as f:
-        yield io.TextIOWrapper(f, encoding="utf-8", newline="")
+        yield Utf8Lines(f, where(path, member))
 
 
 def where(path: str | Path, member: str | None) -> str:
     """How errors name a location: file, or file!member."""
     return f"{path}!{member}" if member else str(path)
+
+
+def load_json(path: str | Path, member: str | None = None):
+    """One JSON document (a small file: ovos summaries, DoQA); bad UTF-8 or JSON names file:line."""
+    loc = where(path, member)
+    with open_binary(path, member) as f:
+        text = decode(f.read(), loc)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{loc}:{e.lineno}: malformed JSON ({e.msg})") from None

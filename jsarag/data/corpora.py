@@ -7,6 +7,8 @@ Formats:
   msmarco_tsv     MS MARCO collection.tsv: pid<TAB>text
   orquac_blocks   OR-QuAC all_blocks.txt[.gz]: JSONL {id, title, text}
   doqa_contexts   the DoQA paragraphs (member: one or a list of DoQA JSON files)
+  jsonl           your own: JsonCollection lines {id, contents, title?}, one file or a list of
+                  members, optionally gzipped, split by `passage_words` if given (jsarag.data.generic)
 Everything is streamed: only 8 bytes of id hash a passage are held, to catch duplicate ids.
 """
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jsarag import InputError
-from jsarag.data.archive import open_binary, open_text, where
-from jsarag.io import atomic_open, json_lines
+from jsarag.data.archive import load_json, open_text, where
+from jsarag.data.integrity import check_count, content_hash
+from jsarag.io import atomic_open, json_lines, write_json
 from jsarag.model.passages import build_offsets
 
 log = logging.getLogger("jsarag.corpora")
@@ -52,11 +55,7 @@ def split_words(text: str, max_words: int) -> list[str]:
 
 def read_ovos_summaries(path, member, passage_words: int) -> Iterator[Row]:
     loc = where(path, member)
-    with open_binary(path, member) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{loc}:{e.lineno}: malformed JSON ({e.msg})") from None
+    data = load_json(path, member)
     if not isinstance(data, dict):
         raise InputError(f"{loc}: expected a JSON object of title -> summary")
     for i, (key, item) in enumerate(data.items(), 1):
@@ -112,6 +111,10 @@ def read_corpus(cfg: dict, path: str | Path) -> Iterator[Row]:
         return read_msmarco_tsv(path, member)
     if fmt == "orquac_blocks":
         return read_orquac_blocks(path, member)
+    if fmt == "jsonl":
+        from jsarag.data.generic import read_jsonl_corpus
+
+        return read_jsonl_corpus(path, member, lambda m: where(path, m), cfg.get("passage_words"))
     if fmt == "doqa_contexts":
         from jsarag.data.questions import read_doqa_contexts
 
@@ -135,8 +138,9 @@ def _duplicate_line(cfg, path, target_id) -> int:
     return -1
 
 
-def prepare_corpus(cfg: dict, download: str | Path, out: str | Path) -> int:
-    """Write `out` (passages.jsonl) and its offsets; returns the passage count."""
+def prepare_corpus(cfg: dict, download: str | Path, out: str | Path, stats: str | Path | None = None) -> int:
+    """Write `out` (passages.jsonl) and its offsets, and `stats` (counts and content hash); returns
+    the passage count. A count pinned by `expect_passages` that differs stops with both numbers."""
     out = Path(out)
     loc = where(download, cfg.get("member") if isinstance(cfg.get("member"), (str, type(None))) else None)
     hashes = array("Q")
@@ -163,6 +167,9 @@ def prepare_corpus(cfg: dict, download: str | Path, out: str | Path) -> int:
                         pid = json.loads(line)["id"]
                         break
             raise InputError(f"{loc}:{_duplicate_line(cfg, download, pid)}: duplicate passage id {pid!r}")
+        check_count("expect_passages", cfg.get("expect_passages"), len(hashes), f"passages in {loc}")
     n = build_offsets(out)
     log.info("corpus: wrote %d passages to %s (%d empty skipped)", n, out, n_empty)
+    if stats is not None:
+        write_json(stats, {"passages": n, "empty_skipped": n_empty, "sha256": content_hash(out)})
     return n

@@ -10,6 +10,8 @@ import time
 
 from jsarag import InputError
 from jsarag.data.archive import where
+from jsarag.data.integrity import check_count, check_gold, content_hash
+from jsarag.data.targets import apply_rule
 from jsarag.io import atomic_open, write_json
 from jsarag.layout import LAYOUT, SPLITS, Layout
 
@@ -31,8 +33,9 @@ def _member(cfg: dict, name: str, files: dict[str, str]) -> tuple[str, str | Non
     return files[key], member
 
 
-def read_sources(cfg: dict, files: dict[str, str]) -> dict[str, list[tuple[str, dict]]]:
-    """{source: [(location, example)]} for the train/dev/test sources present in members."""
+def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None) -> dict[str, list[tuple[str, dict]]]:
+    """{source: [(location, example)]} for the train/dev/test sources present in members;
+    `dropped` gets {source: {reason: count}} for readers that skip examples (msmarco)."""
     from jsarag.data import questions as F
 
     fmt, members = cfg["format"], cfg["members"]
@@ -55,10 +58,17 @@ def read_sources(cfg: dict, files: dict[str, str]) -> dict[str, list[tuple[str, 
                 rows = F.read_orquac(path, member, loc, qrels)
             else:
                 an = f"{src}_answers" if f"{src}_answers" in members else "answers" if "answers" in members else None
-                answers = F.read_msmarco_answers(*_member(cfg, an, files), where(*_member(cfg, an, files))) if an else None
-                rows = F.read_msmarco(path, member, loc, qrels or {}, answers)
+                if an is None:
+                    raise InputError(f"datasets.{cfg['_name']}.members: the msmarco format needs {src}_answers or answers "
+                                     "(the QnA v2.1 JSON): a query without an answer has no training target")
+                answers = F.read_msmarco_answers(*_member(cfg, an, files), where(*_member(cfg, an, files)))
+                rows = F.read_msmarco(path, member, loc, qrels or {}, answers, (dropped if dropped is not None else {}).setdefault(src, {}))
         elif fmt == "doqa":
             rows = F.read_doqa(path, member, loc)
+        elif fmt == "jsonl":
+            from jsarag.data.generic import read_jsonl_examples
+
+            rows = read_jsonl_examples(path, member, loc, cfg["task"], f"{cfg['_name']}-{src}", cfg.get("fields"))
         else:
             raise InputError(f"datasets.{cfg['_name']}.format: unknown format {fmt!r}")
         out[src] = [(f"{loc}:{n}" if n else f"{loc}", ex) for n, ex in rows]
@@ -117,9 +127,16 @@ def assign_splits(sources: dict[str, list], cfg: dict) -> dict[str, list]:
 def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | None, layout: Layout = LAYOUT) -> dict:
     t0 = time.time()
     cfg = {**cfg, "_name": name}
-    sources = read_sources(cfg, files)
+    dropped: dict = {}
+    sources = read_sources(cfg, files, dropped)
     _check_ids(sources)
     stats: dict = {"dataset": name, "read": {s: len(r) for s, r in sources.items()}}
+    if dropped:
+        stats["dropped_by_reader"] = dropped
+    for src, n in (cfg.get("expect") or {}).items():
+        check_count(f"datasets.{name}.expect.{src}", n, stats["read"].get(src, 0), f"{src} examples read")
+    if corpus is not None:
+        stats["gold_passages_checked"] = check_gold(sources, corpus)
     if cfg.get("filter_answerable"):
         if corpus is None:
             raise InputError(f"datasets.{name}.filter_answerable: needs --corpus")
@@ -134,12 +151,14 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             log.info("%s/%s: kept %d answerable questions, dropped %d", name, s, len(kept[s]), len(sources[s]) - len(kept[s]))
         sources = kept
     splits = assign_splits(sources, cfg)
+    stats["targets"] = apply_rule([ex for s in SPLITS for _, ex in splits[s]], cfg.get("target", "first"), corpus)
     with contextlib.ExitStack() as stack:  # all splits renamed into place only if all succeed
         files_out = {s: stack.enter_context(atomic_open(layout.split(name, s))) for s in SPLITS}
         for s in SPLITS:
             for _, ex in splits[s]:
                 files_out[s].write(json.dumps(ex, ensure_ascii=False) + "\n")
     stats["written"] = {s: len(splits[s]) for s in SPLITS}
+    stats["sha256"] = {s: content_hash(layout.split(name, s)) for s in SPLITS}
     stats["seconds"] = round(time.time() - t0, 2)
     write_json(layout.dataset_stats(name), stats)
     log.info("%s: wrote %s in %.1fs", name, stats["written"], stats["seconds"])

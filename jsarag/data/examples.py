@@ -13,7 +13,9 @@ def context_text(ex: dict) -> str:
 
 
 def target_text(ex: dict) -> str:
-    """y: the response for dialog, the first gold answer for QA."""
+    """y: the response for dialog; for QA the example's resolved `target` (datasets.D.target:
+    `contained` writes it at prepare time, `random` sets it per visit, jsarag.data.targets.visit),
+    else the first gold answer."""
     return ex["target"] if "target" in ex else ex["answers"][0]
 
 
@@ -23,11 +25,17 @@ def posterior_text(ex: dict) -> str:
 
 
 def load_examples(path) -> list[dict]:
-    rows = []
-    for ex in read_jsonl(path, required=("id", "question"), unique="id"):
-        if "answers" not in ex and "target" not in ex:
-            from jsarag import InputError
+    """Examples of a split; one with neither answers nor target, or with an empty answer list or
+    target, is refused with file:line (it would fail later, mid-training)."""
+    from jsarag import InputError
 
-            raise InputError(f"{path}: example {ex['id']!r} has neither answers nor target")
+    rows = []
+    for n, ex in enumerate(read_jsonl(path, required=("id", "question"), unique="id"), 1):
+        if "answers" not in ex and "target" not in ex:
+            raise InputError(f"{path}: example {n} ({ex['id']!r}) has neither answers nor target")
+        if "target" in ex and not (isinstance(ex["target"], str) and ex["target"].strip()):
+            raise InputError(f"{path}: example {n} ({ex['id']!r}) has an empty target")
+        if "answers" in ex and not (isinstance(ex["answers"], list) and any(isinstance(a, str) and a.strip() for a in ex["answers"])):
+            raise InputError(f"{path}: example {n} ({ex['id']!r}) has an empty answer list")
         rows.append(ex)
     return rows

@@ -7,7 +7,8 @@ examples in the canonical form: QA {"id", "question", "answers"[, "gold_passages
   dpr_topics  DPR / pyserini topics: question<TAB>python-list-of-answers, CSV quoting (TriviaQA
               lines have doubled quotes and quoted newlines)
   msmarco     queries TSV qid<TAB>query, with a TREC qrels file (qid 0 pid rel) -> gold_passages,
-              and optionally the MS MARCO QnA v2.1 JSON for answers
+              and the MS MARCO QnA v2.1 JSON for answers (streamed); a query without judged
+              passages or without an answer is dropped
   orquac      OR-QuAC preprocessed/{train,dev,test}.txt JSONL (qid, question, rewrite, history,
               answer{text,answer_start,bid}, evidences, retrieval_labels) + qrels.txt JSON
               {qid: {pid: 1}} -> gold_passages
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Iterator
 
 from jsarag import InputError
-from jsarag.data.archive import open_binary, open_text
+from jsarag.data.archive import load_json, open_binary, open_text
 from jsarag.io import json_lines
 
 csv.field_size_limit(sys.maxsize)
@@ -61,10 +62,8 @@ def read_dpr_topics(path, member, loc: str, prefix: str) -> Iterator[Row]:
 def read_qrels(path, member, loc: str) -> dict[str, list[str]]:
     """TREC qrels (qid iter docid rel) or OR-QuAC JSON {qid: {pid: rel}} -> {qid: [relevant pids]}."""
     with open_text(path, member) as f:
-        head = f.read(1)
-        rest = f.read()
-    text = head + rest
-    if head == "{":
+        text = f.read()
+    if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -82,26 +81,38 @@ def read_qrels(path, member, loc: str) -> dict[str, list[str]]:
     return out
 
 
+NO_ANSWER = "No Answer Present."
+
+
 def read_msmarco_answers(path, member, loc: str) -> dict[str, list[str]]:
-    """MS MARCO QnA v2.1 columnar JSON -> {query_id: answers} (well-formed answers preferred)."""
+    """MS MARCO QnA v2.1 columnar JSON -> {query_id: answers}, streamed (json_stream): well-formed
+    answers preferred, "No Answer Present." dropped, queries left with no answer absent."""
+    import io
+
+    from jsarag.data.json_stream import iter_columns
+
+    cols: dict[str, dict] = {"answers": {}, "wellFormedAnswers": {}, "query_id": {}}
     with open_binary(path, member) as f:
-        try:
-            d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{loc}:{e.lineno}: malformed JSON ({e.msg})") from None
-    if "query_id" not in d or "answers" not in d:
-        raise InputError(f"{loc}: not MS MARCO QnA JSON (needs query_id and answers)")
-    wf = d.get("wellFormedAnswers", {})
-    out = {}
-    for k, qid in d["query_id"].items():
-        ans = wf.get(k) if isinstance(wf.get(k), list) and wf.get(k) else d["answers"].get(k, [])
-        ans = [a for a in ans if a and a != "No Answer Present."]
-        if ans:
-            out[str(qid)] = ans
-    return out
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        for col, row, v in iter_columns(text, loc, set(cols)):
+            if col == "query_id":
+                cols[col][row] = str(v)
+                continue
+            ans = [a for a in v if isinstance(a, str) and a.strip() and a != NO_ANSWER] if isinstance(v, list) else []
+            if ans:
+                cols[col][row] = ans
+    if not cols["query_id"]:
+        raise InputError(f"{loc}: not MS MARCO QnA JSON (no query_id column)")
+    wf, plain = cols["wellFormedAnswers"], cols["answers"]
+    return {qid: wf.get(row) or plain[row] for row, qid in cols["query_id"].items() if row in wf or row in plain}
 
 
-def read_msmarco(path, member, loc: str, qrels: dict, answers: dict | None) -> Iterator[Row]:
+def read_msmarco(path, member, loc: str, qrels: dict, answers: dict, counts: dict | None = None) -> Iterator[Row]:
+    """Queries that have judged passages (when qrels are given: this caps the dev/test source at
+    qrels.dev.small) and an answer; `counts` gets how many were dropped for each reason."""
+    counts = {} if counts is None else counts
+    counts.setdefault("no_qrels", 0)
+    counts.setdefault("no_answer", 0)
     with open_text(path, member) as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
@@ -110,11 +121,15 @@ def read_msmarco(path, member, loc: str, qrels: dict, answers: dict | None) -> I
             qid, tab, q = line.partition("\t")
             if not tab or not qid or not q.strip():
                 raise InputError(f"{loc}:{n}: expected qid<TAB>query")
-            ex = {"id": qid, "question": q.strip(), "answers": (answers or {}).get(qid, [])}
+            if qrels and qid not in qrels:
+                counts["no_qrels"] += 1
+                continue
+            if not answers.get(qid):
+                counts["no_answer"] += 1
+                continue
+            ex = {"id": qid, "question": q.strip(), "answers": answers[qid]}
             if qid in qrels:
                 ex["gold_passages"] = qrels[qid]
-            if answers is not None and not ex["answers"]:
-                continue  # no usable answer in QnA
             yield n, ex
 
 
@@ -144,11 +159,7 @@ def read_orquac(path, member, loc: str, qrels: dict | None) -> Iterator[Row]:
 
 
 def read_doqa(path, member, loc: str, keep_unanswerable: bool = False) -> Iterator[Row]:
-    with open_binary(path, member) as f:
-        try:
-            d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{loc}:{e.lineno}: malformed JSON ({e.msg})") from None
+    d = load_json(path, member)
     for di, doc in enumerate(_field(d, "data", loc, 0)):
         for pi, para in enumerate(doc.get("paragraphs", [])):
             where = f"data[{di}].paragraphs[{pi}]"
@@ -169,8 +180,7 @@ def read_doqa(path, member, loc: str, keep_unanswerable: bool = False) -> Iterat
 
 def read_doqa_contexts(path, member, loc: str) -> Iterator[Row]:
     """DoQA paragraphs as a corpus (the KB the dialogs are grounded in)."""
-    with open_binary(path, member) as f:
-        d = json.load(f)
+    d = load_json(path, member)
     for doc in d.get("data", []):
         for para in doc.get("paragraphs", []):
             ctx = para["context"]

@@ -34,7 +34,7 @@ def mis_sweep(p: RunParams, examples_path: str, passages: str, index: str, retri
             lengths = sc.target_lengths if cfg.token_average else None
             log_w = log_importance_weights(logp, sc.loglik, logq, lengths).masked_fill(~mask, float("-inf"))
             for m in sw.proposals:
-                res = mis(log_w, logq, m, None, sampler)
+                res = mis(log_w.float().cpu(), logq.float().cpu(), m, None, sampler)  # the sampler is a CPU generator
                 st = res.stats(torch.full((len(batch),), -1))
                 stats[(m, k)].append((len(batch), st["mis/acceptance_rate"], st["mis/distinct"]))
     for (m, k), parts in stats.items():

@@ -25,8 +25,8 @@ from jsarag.train import TRAINERS
 def retrieve(model: LatentModel, encoder, texts: list[str], k: int, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows and their scores (inner products) for each text."""
     q = torch.from_numpy(encoder.encode(texts, batch_size=batch_size))
-    scores, rows = model.index.index.search(np.ascontiguousarray(q.numpy()), k)
-    return rows, scores
+    scores, rows = model.index.search_scores(q, k)
+    return rows.numpy(), scores.numpy()
 
 
 def topk_decode(model: LatentModel, examples, rows, scores, k: int, tau: float, max_new_tokens: int, batch_size: int) -> list[str]:

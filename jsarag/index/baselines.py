@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 from jsarag import InputError
 from jsarag.config import IndexParams
@@ -41,27 +42,26 @@ def bm25_run(examples, index_dir: str, k: int, threads: int) -> list[dict]:
 
 
 def dense_run(examples, index_dir: str, passages: str, model: str, p: IndexParams, k: int) -> list[dict]:
-    import faiss
-    from pyserini.search.faiss import FaissSearcher
+    import torch
 
+    from jsarag.model.dense_index import DOCID_FILE, DenseIndex
+    from jsarag.model.device import resolve_device
     from jsarag.model.encoders import Encoder
     from jsarag.model.passages import PassageStore
 
     r = p.retriever
-    enc = Encoder.from_source(model, r.pooling, r.normalize, r.max_length)
-    q = enc.encode([context_text(e) for e in examples], batch_size=p.index.dense_batch_size)
-    if not r.normalize:
-        faiss.normalize_L2(q)
-    searcher = FaissSearcher(str(index_dir), None)
-    faiss.omp_set_num_threads(p.index.threads)
-    _, rows_idx = searcher.index.search(q, k)
+    device = resolve_device(p.index.device, "index.device")
+    enc = Encoder.from_source(model, r.pooling, r.normalize, r.max_length).to(device)
+    q = torch.from_numpy(enc.encode([context_text(e) for e in examples], batch_size=p.index.dense_batch_size))
+    q = torch.nn.functional.normalize(q, dim=-1)
     store = PassageStore(passages)
-    if len(store) != searcher.num_docs:
-        raise InputError(f"{passages}: {len(store)} passages but the dense index {index_dir} has {searcher.num_docs} rows")
+    index = DenseIndex(index_dir, device=device, expect_rows=len(store))
+    rows_idx = index.search(q, k)
+    all_ids = (Path(index_dir) / DOCID_FILE).read_text(encoding="utf-8").splitlines()
     rows = []
     for ex, idx in zip(examples, rows_idx):
         idx = [int(i) for i in idx if i >= 0]
-        docids = [searcher.docids[i] for i in idx]
+        docids = [all_ids[i] for i in idx]
         ps = store.get(idx)
         for d, p in zip(docids, ps):
             if p["id"] != d:

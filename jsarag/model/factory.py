@@ -7,6 +7,7 @@ import torch
 from jsarag import InputError
 from jsarag.config import GeneratorConfig, RetrieverConfig
 from jsarag.model.dense_index import DenseIndex
+from jsarag.model.device import resolve_device
 from jsarag.model.encoders import Encoder
 from jsarag.model.generator import Generator
 from jsarag.model.latent import LatentModel
@@ -27,14 +28,18 @@ def build_model(cfg, retriever: RetrieverConfig, generator: GeneratorConfig, ret
                 index_dir: str, passages: str, posterior: bool) -> LatentModel:
     """Base models (+ LoRA), the index and the store. `cfg` is a training config (seed, tau, LoRA,
     prompt lengths); `posterior` adds the posterior retriever. Seeded, so LoRA init is reproducible."""
+    device = resolve_device(cfg.device, "train.common.device")  # cuda without a GPU stops here
     seed_everything(cfg.seed)
     prior = Encoder.from_source(retriever_dir, retriever.pooling, retriever.normalize, retriever.max_length)
-    gen = Generator.from_source(generator_dir, generator.kind, lora=cfg.lora, instruction=cfg.instruction,
+    # the generator loads in bf16 straight onto a GPU (fp32 LoRA); the retrievers stay fp32
+    gen = Generator.from_source(generator_dir, generator.kind, lora=cfg.lora, device=device,
+                                gradient_checkpointing=cfg.gradient_checkpointing, instruction=cfg.instruction,
                                 max_input_tokens=cfg.max_input_tokens, max_target_tokens=cfg.max_target_tokens)
     post = LatentModel.posterior_from_prior(prior) if posterior else None
-    model = LatentModel(prior, gen, DenseIndex(index_dir), PassageStore(passages), tau=cfg.tau, posterior=post)
-    if torch.cuda.is_available():  # bf16 generator on a GPU; retrievers stay fp32
-        gen.model.to(torch.bfloat16)
+    store = PassageStore(passages)
+    index = DenseIndex(index_dir, device=device, expect_rows=len(store))  # the passage matrix in GPU memory on a GPU
+    model = LatentModel(prior, gen, index, store, tau=cfg.tau, posterior=post)
+    if device == "cuda":
         model.to_device("cuda")
     return model
 

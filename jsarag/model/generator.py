@@ -55,13 +55,28 @@ class Generator(nn.Module):
         tokenizer.padding_side = "left"
 
     @classmethod
-    def from_source(cls, source: str, kind: str = "causal", lora: dict | None = None, **kw):
-        model = load_model(source, kind)
+    def from_source(cls, source: str, kind: str = "causal", lora: dict | None = None, device: str = "cpu",
+                    gradient_checkpointing: bool = False, **kw):
+        """Load the base model in the device's compute dtype (bf16 on a GPU), straight onto it."""
+        from jsarag.model.device import compute_dtype
+
+        model = load_model(source, kind, dtype=compute_dtype(device), device=device)
         tok = load_tokenizer(source)
         gen = cls(model, tok, **kw)
+        if gradient_checkpointing:
+            gen.enable_gradient_checkpointing()
         if lora:
             gen.add_lora(**lora)
         return gen
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each layer's activations in backward instead of keeping them (non-reentrant,
+        so a frozen base with LoRA adapters still gets gradients)."""
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.config.use_cache = False
 
     def add_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None, layers=None):
         from peft import LoraConfig, get_peft_model
@@ -70,6 +85,11 @@ class Generator(nn.Module):
                          layers_to_transform=list(layers) if layers else None,
                          task_type="SEQ_2_SEQ_LM" if self.is_encoder_decoder else "CAUSAL_LM")
         self.model = get_peft_model(self.model, cfg)
+        # LoRA weights (and so their Adam state) in fp32 even on a bf16 base: bf16 would round
+        # away updates of lr 2e-5; peft casts the adapter's input to the adapter's dtype.
+        for p in self.model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
 
     @property
     def device(self):

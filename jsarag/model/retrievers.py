@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from jsarag.model.dense_index import DenseIndex
@@ -27,7 +28,8 @@ def candidate_set(index: DenseIndex, k: int, queries: list[torch.Tensor], extra:
     if exact:
         rows = torch.arange(index.ntotal).expand(B, -1).clone()
         return Candidates(rows, torch.ones_like(rows, dtype=torch.bool))
-    hits = [index.search(q, k) for q in queries]
+    # both retrievers' queries in one search call: one pass over the passage matrix
+    hits = np.split(index.search(torch.cat([q.detach().to(queries[0].device) for q in queries]), k), len(queries))
     sets = []
     for b in range(B):
         seen: dict[int, None] = {}

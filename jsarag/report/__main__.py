@@ -40,9 +40,10 @@ def main(argv=None):
             return
         if not args.params:
             raise InputError(f"{args.what}: --params is required")
-        from jsarag.report.runs import ReportConfig, RunTree
+        from jsarag.config import ReportConfig
+        from jsarag.report.runs import RunTree
 
-        tree = RunTree(args.root, ReportConfig.from_config(read_params(args.params)))
+        tree = RunTree(args.root, read_params(args.params, ReportConfig))
         if args.what == "tables":
             from jsarag.report.tables import build_tables
 

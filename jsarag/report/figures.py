@@ -3,6 +3,7 @@ in the image (and in the log) instead of being drawn from made-up values."""
 from __future__ import annotations
 
 import logging
+import os
 
 import matplotlib
 
@@ -149,7 +150,7 @@ def estimators(tree: RunTree, out: Layout) -> None:
     fig, axes = _panels(3)
     if not rows:
         for ax in axes:
-            _empty(ax, "runs/verify/estimators.jsonl")
+            _empty(ax, os.path.relpath(tree.layout.estimators(), tree.layout.root or "."))
         _save(fig, out, "estimators")
         return
     comps = list(dict.fromkeys(r["component"] for r in rows))

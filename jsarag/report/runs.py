@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jsarag import InputError
+from jsarag.config import ReportConfig
 from jsarag.evaluate import metrics as M
 from jsarag.io import read_json, read_jsonl
 from jsarag.layout import Layout
@@ -21,37 +22,6 @@ log = logging.getLogger("jsarag.report")
 GEN_METRICS = {"qa": ["em", "f1"], "dialog": ["bleu1", "bleu4", "rouge_l", "f1"]}
 MAIN_METRIC = {"qa": "em", "dialog": "bleu4"}
 CORPUS_METRICS = ("bleu1", "bleu4")
-
-
-@dataclass
-class ReportConfig:
-    """The parts of config.yaml the report needs."""
-    datasets: dict[str, str]          # dataset -> task (qa | dialog)
-    methods: list[str]
-    seeds: list[int]
-    ks: list[int]
-    n_boot: int
-    mis_proposals: int | None = None
-    mis_k: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> ReportConfig:
-        def need(d, key, where):
-            if not isinstance(d, dict) or key not in d:
-                raise InputError(f"config: missing key {where}{key}")
-            return d[key]
-
-        datasets = {}
-        for name, d in need(cfg, "datasets", "").items():
-            task = need(d, "task", f"datasets.{name}.")
-            if task not in GEN_METRICS:
-                raise InputError(f"config: datasets.{name}.task must be qa or dialog, got {task!r}")
-            datasets[name] = task
-        ev = cfg.get("evaluate", {})
-        train = cfg.get("train", {})
-        return cls(datasets=datasets, methods=list(need(cfg, "methods", "")), seeds=[int(s) for s in need(cfg, "seeds", "")],
-                   ks=[int(k) for k in ev.get("k_values", [1, 5, 10, 20])], n_boot=int(ev.get("bootstrap", 1000)),
-                   mis_proposals=train.get("jsa", {}).get("proposals"), mis_k=train.get("common", {}).get("k"))
 
 
 def present(path: Path, what: str) -> bool:

@@ -40,6 +40,8 @@ class TrainConfig(Section):
     max_target_tokens: int = 32
     checkpoint_every: int = 50
     threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda (cuda stops with an error when no GPU is present)
+    gradient_checkpointing: bool = False  # recompute the generator's activations in backward
     seed: int = 0
     lora: dict | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
     instruction: str = DEFAULT_INSTRUCTION

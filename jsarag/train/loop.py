@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from jsarag.data.targets import visit
 from jsarag.io import atomic_path, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
@@ -94,7 +95,7 @@ class Trainer:
         for micro in range(start_micro, total):
             epoch, i = divmod(micro, per_epoch)
             perm = np.random.default_rng(self.cfg.seed + epoch).permutation(len(self.examples))
-            yield epoch, [self.examples[j] for j in perm[i * bs:(i + 1) * bs]]
+            yield epoch, [visit(self.examples[j], self.cfg.seed, epoch) for j in perm[i * bs:(i + 1) * bs]]  # target rule
 
     # -- checkpoints ------------------------------------------------------------------------
     def trainable_state(self) -> dict:
@@ -169,6 +170,8 @@ class Trainer:
         process abruptly after that step, without a final checkpoint (tests use it as a kill)."""
         torch.set_num_threads(self.cfg.threads)
         resumed = self.load_checkpoint()
+        if resumed:
+            logging.getLogger("jsarag.train").info("resumed from %s at step %d of %d", self.checkpoint_path, self.step, self.total_steps)
         dp, stop = self.dp, StopFlag()
         log_path = Path(self.files.train_log) if dp.is_main else Path(os.devnull)  # rank 0 writes the log
         self.out.mkdir(parents=True, exist_ok=True)

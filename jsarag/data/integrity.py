@@ -1,0 +1,42 @@
+"""Integrity of prepared data: a content hash and counts in stats.json for every collection and
+split, pinned counts that stop the run on a mismatch, and gold passages that must exist."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jsarag import InputError
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a prepared file (passages.jsonl, a split): the same digest as a download's."""
+    from jsarag.data.download import sha256_file
+
+    return sha256_file(path)
+
+
+def check_count(where: str, expected: int | None, got: int, what: str) -> None:
+    if expected is not None and expected != got:
+        raise InputError(f"{where}: expected {expected} {what}, got {got}")
+
+
+def check_gold(sources: dict[str, list], passages_jsonl: str | Path) -> int:
+    """Every gold passage id of every example must be in the corpus; returns how many were checked."""
+    need: dict[str, str] = {}
+    for rows in sources.values():
+        for loc, ex in rows:
+            for pid in ex.get("gold_passages") or ():
+                need.setdefault(pid, loc)
+    if not need:
+        return 0
+    found = set()
+    with open(passages_jsonl, encoding="utf-8") as f:
+        for line in f:
+            pid = json.loads(line)["id"]
+            if pid in need:
+                found.add(pid)
+    missing = [p for p in need if p not in found]
+    if missing:
+        raise InputError(f"{need[missing[0]]}: gold passage {missing[0]!r} is not in the corpus {passages_jsonl}"
+                         f" ({len(missing)} gold id(s) missing)")
+    return len(need)

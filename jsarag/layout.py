@@ -22,57 +22,26 @@ TABLE_FORMATS = ("csv", "md", "tex")
 FIGURES = ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators")
 
 
+def _in_run(*parts: str) -> property:
+    return property(lambda self: os.path.join(self.dir, *parts))
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """The files of one training run, rooted at its folder."""
     dir: str
 
-    def _p(self, *parts: str) -> str:
-        return os.path.join(self.dir, *parts)
-
-    @property
-    def model(self) -> str:
-        return self._p("model")
-
-    @property
-    def weights(self) -> str:
-        return self._p("model", "trainable.pt")
-
-    @property
-    def model_config(self) -> str:
-        return self._p("model", "config.json")
-
-    @property
-    def train_log(self) -> str:
-        return self._p("metrics.jsonl")
-
-    @property
-    def summary(self) -> str:
-        return self._p("train_summary.json")
-
-    @property
-    def checkpoint_dir(self) -> str:
-        return self._p("checkpoint")
-
-    @property
-    def checkpoint(self) -> str:
-        return self._p("checkpoint", "last.pt")
-
-    @property
-    def eval_dir(self) -> str:
-        return self._p("eval")
-
-    @property
-    def predictions(self) -> str:
-        return self._p("eval", "predictions.jsonl")
-
-    @property
-    def eval_metrics(self) -> str:
-        return self._p("eval", "metrics.json")
-
-    @property
-    def mis_sweep(self) -> str:
-        return self._p("mis_sweep.jsonl")
+    model = _in_run("model")  # the trained parameters (a folder: Snakemake's output)
+    weights = _in_run("model", "trainable.pt")
+    model_config = _in_run("model", "config.json")
+    train_log = _in_run("metrics.jsonl")
+    summary = _in_run("train_summary.json")
+    checkpoint_dir = _in_run("checkpoint")
+    checkpoint = _in_run("checkpoint", "last.pt")
+    eval_dir = _in_run("eval")
+    predictions = _in_run("eval", "predictions.jsonl")
+    eval_metrics = _in_run("eval", "metrics.json")
+    mis_sweep = _in_run("mis_sweep.jsonl")
 
 
 @dataclass(frozen=True)

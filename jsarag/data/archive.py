@@ -90,6 +90,20 @@ def open_text(path: str | Path, member: str | None = None) -> Iterator[Utf8Lines
         yield Utf8Lines(f, where(path, member))
 
 
+def tab_pairs(path: str | Path, member: str | None, loc: str, what: str, need_text: bool = True) -> Iterator[tuple[int, str, str]]:
+    """(line number, key, text) of each non-blank `key<TAB>text` line (MS MARCO's collection and
+    queries); a line without both names `loc`:line and what was expected."""
+    with open_text(path, member) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            key, tab, text = line.partition("\t")
+            if not tab or not key or (need_text and not text.strip()):
+                raise InputError(f"{loc}:{n}: expected {what}")
+            yield n, key, text
+
+
 def where(path: str | Path, member: str | None) -> str:
     """How errors name a location: file, or file!member."""
     return f"{path}!{member}" if member else str(path)

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jsarag import InputError
-from jsarag.data.archive import load_json, open_text, where
+from jsarag.data.archive import load_json, open_text, tab_pairs, where
 from jsarag.data.integrity import check_count, content_hash
 from jsarag.io import atomic_open, json_lines, write_json
 from jsarag.model.passages import build_offsets
@@ -80,16 +80,8 @@ def read_dpr_wiki_tsv(path, member) -> Iterator[Row]:
 
 
 def read_msmarco_tsv(path, member) -> Iterator[Row]:
-    loc = where(path, member)
-    with open_text(path, member) as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            pid, tab, text = line.partition("\t")
-            if not tab or not pid:
-                raise InputError(f"{loc}:{n}: expected pid<TAB>text")
-            yield n, {"id": pid, "title": "", "contents": text}
+    for n, pid, text in tab_pairs(path, member, where(path, member), "pid<TAB>text", need_text=False):
+        yield n, {"id": pid, "title": "", "contents": text}
 
 
 def read_orquac_blocks(path, member) -> Iterator[Row]:

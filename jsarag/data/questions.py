@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 
 from jsarag import InputError
-from jsarag.data.archive import load_json, open_binary, open_text
+from jsarag.data.archive import load_json, open_binary, open_text, tab_pairs
 from jsarag.io import json_lines
 
 csv.field_size_limit(sys.maxsize)
@@ -113,24 +113,17 @@ def read_msmarco(path, member, loc: str, qrels: dict, answers: dict, counts: dic
     counts = {} if counts is None else counts
     counts.setdefault("no_qrels", 0)
     counts.setdefault("no_answer", 0)
-    with open_text(path, member) as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            qid, tab, q = line.partition("\t")
-            if not tab or not qid or not q.strip():
-                raise InputError(f"{loc}:{n}: expected qid<TAB>query")
-            if qrels and qid not in qrels:
-                counts["no_qrels"] += 1
-                continue
-            if not answers.get(qid):
-                counts["no_answer"] += 1
-                continue
-            ex = {"id": qid, "question": q.strip(), "answers": answers[qid]}
-            if qid in qrels:
-                ex["gold_passages"] = qrels[qid]
-            yield n, ex
+    for n, qid, q in tab_pairs(path, member, loc, "qid<TAB>query"):
+        if qrels and qid not in qrels:
+            counts["no_qrels"] += 1
+            continue
+        if not answers.get(qid):
+            counts["no_answer"] += 1
+            continue
+        ex = {"id": qid, "question": q.strip(), "answers": answers[qid]}
+        if qid in qrels:
+            ex["gold_passages"] = qrels[qid]
+        yield n, ex
 
 
 def _field(obj, path: str, loc: str, n: int):

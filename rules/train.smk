@@ -10,6 +10,7 @@ rule train:
     input:
         unpack(model_inputs),
         examples=L.split("{dataset}", "train"),
+        valid=L.split("{dataset}", "valid"),
     output:
         model=directory(RUN.model),
         metrics=RUN.train_log,
@@ -25,5 +26,5 @@ rule train:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        "python -m jsarag.train --params {params.json:q} --train {input.examples:q} --passages {input.passages:q} "
+        "python -m jsarag.train --params {params.json:q} --train {input.examples:q} --valid {input.valid:q} --passages {input.passages:q} "
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --out {params.run:q} 2> {log:q}"

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 SPLITS = ("train", "valid", "test")
 BASELINES = ("bm25", "dense")
+# zero-shot rows: the untrained generator reading each baseline's top-1, and the untrained posterior retriever
+ZERO_SHOT = (*BASELINES, "posterior")
 TABLES = ("generation", "retrieval_prior", "retrieval_posterior", "cost", "grad_norm", "mis", "significance")
 TABLE_FORMATS = ("csv", "md", "tex")
-FIGURES = ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators")
+FIGURES = ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators", "validation_curves")
 
 
 def _in_run(*parts: str) -> property:
@@ -106,6 +108,15 @@ class Layout:
 
     def baseline_metrics(self, dataset: str) -> str:
         return self._p("runs", dataset, "baselines", "metrics.json")
+
+    def zero_shot_dir(self, dataset: str) -> str:
+        return self._p("runs", dataset, "zero_shot")
+
+    def zero_shot(self, dataset: str, name: str) -> str:
+        return self._p("runs", dataset, "zero_shot", f"{name}.jsonl")
+
+    def zero_shot_metrics(self, dataset: str) -> str:
+        return self._p("runs", dataset, "zero_shot", "metrics.json")
 
     def estimators(self) -> str:
         return self._p("runs", "verify", "estimators.jsonl")

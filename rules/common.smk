@@ -6,8 +6,8 @@ import sys
 
 from jsarag.config import IndexConfig, as_json, export_dtype, index_params, report_params, run_params
 from jsarag.data.download import download_filename
+from jsarag.layout import BASELINES, FIGURES, LAYOUT as L, SPLITS, TABLES, TABLE_FORMATS, ZERO_SHOT
 from jsarag.resources import rule_resources, train_launcher
-from jsarag.layout import BASELINES, FIGURES, LAYOUT as L, SPLITS, TABLES, TABLE_FORMATS
 
 # Without --use-conda, `python` in the rules is the Python that runs Snakemake (e.g. .venv/bin).
 if not workflow.deployment_settings.deployment_method:
@@ -82,5 +82,6 @@ def report_inputs(wildcards):
         "mis_sweeps": [L.run(d, "jsa", s).mis_sweep for d in config["datasets"] for s in config["seeds"]
                        if "jsa" in config["methods"]],
         "baselines": [L.baseline(d, b) for d in config["datasets"] for b in BASELINES],
+        "zero_shot": [L.zero_shot(d, z) for d in config["datasets"] for z in ZERO_SHOT],
         "estimators": L.estimators(),
     }

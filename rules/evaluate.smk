@@ -66,3 +66,30 @@ rule verify_estimators:
         "../envs/jsarag.yaml"
     shell:
         "python -m jsarag.evaluate verify --params {params.spec:q} --threads {threads} --out {output:q} 2> {log:q}"
+
+
+rule zero_shot:
+    input:
+        unpack(model_inputs),
+        examples=L.split("{dataset}", "test"),
+        **{f"baseline_{b}": L.baseline("{dataset}", b) for b in BASELINES},
+    output:
+        **{z: L.zero_shot("{dataset}", z) for z in ZERO_SHOT},
+        metrics=L.zero_shot_metrics("{dataset}"),
+    params:
+        json=lambda w: as_json(run_params(config, w.dataset, "rag", config["seeds"][0], evaluate=True)),
+        baselines=lambda w, input: " ".join(f"--baseline {b}={input['baseline_' + b]}" for b in BASELINES),
+        outs=lambda w, output: " ".join(f"--out {k}={output[k]}" for k in (*ZERO_SHOT, "metrics")),
+    threads: config["train"]["common"]["threads"]
+    log:
+        L.log("zero_shot", "{dataset}"),
+    benchmark:
+        L.benchmark("zero_shot", "{dataset}")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.evaluate zero-shot --params {params.json:q} --examples {input.examples:q} --passages {input.passages:q} "
+        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} {params.baselines} {params.outs} 2> {log:q}"
+
+
+ALL_TARGETS.extend(L.zero_shot_metrics(d) for d in DATASETS)

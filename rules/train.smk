@@ -10,6 +10,7 @@ rule train:
     input:
         unpack(model_inputs),
         examples=L.split("{dataset}", "train"),
+        valid=L.split("{dataset}", "valid"),
     output:
         model=directory(RUN.model),
         metrics=RUN.train_log,
@@ -29,5 +30,5 @@ rule train:
         "../envs/jsarag.yaml"
     shell:
         # exec: no shell between Snakemake and the trainer, which checkpoints on SIGTERM (jsarag/train/preemption.py)
-        "exec {params.launch} -m jsarag.train --params {params.json:q} --train {input.examples:q} --passages {input.passages:q} "
+        "exec {params.launch} -m jsarag.train --params {params.json:q} --train {input.examples:q} --valid {input.valid:q} --passages {input.passages:q} "
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --out {params.run:q} 2> {log:q}"

@@ -73,8 +73,10 @@ def _train_log(method: str, seed: int) -> list[dict]:
         if method == "jsa":
             r["grad_norm/posterior"] = 1.0 + 0.1 * rng.random()
             r.update({"mis/acceptance_rate": 0.25 + 0.25 * seed, "mis/distinct": 2.0, "mis/cache_survived": 0.5})
+        if step % 30 == 0:  # validation rows (train.valid_every = 30)
+            r.update({"valid/r@5": 20.0 + step / 6, "valid/loss": 3.0 - step / 60})
         rows.append(r)
-    return rows
+    return [{"step": 0, "valid/r@5": 20.0, "valid/loss": 3.0}, *rows]
 
 
 def make_runs(root: Path) -> None:
@@ -100,6 +102,13 @@ def make_runs(root: Path) -> None:
     base = [{"id": f"nq{i}", "retrieved": ["p0", "p1"], "hits": [i < 10, i >= 30]} for i in range(N)]
     write_jsonl(root / "nq" / "baselines" / "bm25.jsonl", base)
     write_jsonl(root / "nq" / "baselines" / "dense.jsonl", base)
+    # zero-shot rows, nq only: EM 20, R@1 25 (the dense baseline's hits); the posterior R@1 50
+    zs = [{**b, "question": f"synthetic question {i}", "answers": [f"answer {i}"],
+           "prediction": f"answer {i}" if i < 8 else f"wrong {i}"} for i, b in enumerate(base)]
+    write_jsonl(root / "nq" / "zero_shot" / "dense.jsonl", zs)
+    write_jsonl(root / "nq" / "zero_shot" / "bm25.jsonl", zs)
+    write_jsonl(root / "nq" / "zero_shot" / "posterior.jsonl",
+                [{"id": f"nq{i}", "posterior_retrieved": ["p0", "p1"], "posterior_hits": [i < 20, False]} for i in range(N)])
     write_jsonl(root / "verify" / "estimators.jsonl", [
         {"estimator": e, "component": c, "cosine": 0.9, "rel_bias": 0.05, "variance": 0.1 + i, "n_draws": 100}
         for i, e in enumerate(("jsa", "rag_topk", "vrag_sampled")) for c in ("generator", "prior")])
@@ -170,6 +179,20 @@ def test_mis_and_significance(report):
     assert r.delta == pytest.approx(25.0) and r.p_permutation < 0.05 and r.lo > 0
 
 
+def test_zero_shot_rows_and_their_pairs(report):
+    assert _cell(report, "generation", "nq", "zero-shot", "em").value == pytest.approx(20.0)
+    assert _cell(report, "generation", "nq", "zero-shot bm25", "em").value == pytest.approx(20.0)
+    assert _cell(report, "retrieval_posterior", "nq", "zero-shot posterior", "r@1").value == pytest.approx(50.0)
+    gen = pd.read_csv(report / "tables" / "generation.csv")
+    assert not ((gen.dataset == "doqa") & gen.method.str.startswith("zero-shot")).any()  # no files: skipped
+    sig = pd.read_csv(report / "tables" / "significance.csv")
+    pair = sig[(sig.dataset == "nq") & (sig.a == "rag") & (sig.b == "zero-shot")].set_index("metric")
+    assert pair.loc["em", "delta"] == pytest.approx(30.0) and pair.loc["r@1", "delta"] == pytest.approx(5.0)
+    post = sig[(sig.a == "jsa") & (sig.b == "zero-shot posterior") & (sig.metric == "posterior/r@1")].iloc[0]
+    assert post.delta == pytest.approx(50.0) and post.lo > 0
+    assert not ((sig.a == "rag") & (sig.b == "zero-shot posterior")).any()  # RAG has no posterior
+
+
 def test_claims_check_lines(report):
     lines = (report / "claims_check.txt").read_text().splitlines()
     by_id = {ln.split()[1]: ln.split()[0] for ln in lines if not ln.startswith("#")}
@@ -180,6 +203,19 @@ def test_claims_check_lines(report):
     assert by_id["posterior_grad_spikes_vrag_vs_jsa[nq]"] == "OK"
     assert by_id["cost_jsa_over_rag[doqa]"] == "OK"
     assert "measured +25.00" in next(ln for ln in lines if " nq_r1_jsa_over_rag " in ln)
+    assert by_id["sanity_jsa_em[nq]"] == "OK"                 # +55 over zero-shot
+    assert by_id["sanity_rag_prior_r20[nq]"] == "SKIP"        # R@20 is not among this run's k_values
+    assert by_id["sanity_rag_em[doqa]"] == "SKIP"             # doqa has no zero-shot rows
+
+
+def test_not_below_verdicts():
+    from jsarag.report.claims import _judge
+
+    claim = {"a": "rag", "b": "zero-shot", "direction": ">=", "margin": 2.0}
+    assert _judge(claim, -3.0, (-5.0, -1.0))[0] == "FAIL"          # significantly worse
+    assert _judge(claim, 0.5, (-1.5, 2.5)) == ("OK", "")           # CI within the margin
+    assert _judge(claim, 0.5, (-6.0, 7.0))[0] == "INCONCLUSIVE"    # the test set cannot tell
+    assert _judge({**claim, "margin": 0.0}, 0.5, (-1.5, 2.5))[0] == "INCONCLUSIVE"
 
 
 def test_a_delta_inside_noise_does_not_reproduce_a_claim():

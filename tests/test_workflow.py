@@ -98,15 +98,19 @@ def test_whole_dag_runs_then_is_up_to_date(workdir):
     for t in ("generation", "retrieval_prior", "retrieval_posterior", "cost", "mis", "significance"):
         for ext in ("csv", "md", "tex"):
             assert (workdir / f"results/tables/{t}.{ext}").stat().st_size > 0
-    for f in ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators"):
+    for f in ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators", "validation_curves"):
         assert (workdir / f"results/figures/{f}.png").stat().st_size > 0
     check = (workdir / "results/claims_check.txt").read_text()
     assert any(line.startswith(("OK", "FAIL", "SKIP")) for line in check.splitlines())
     gen = (workdir / "results/tables/generation.csv").read_text()
-    assert all(m in gen for m in ("rag", "vrag", "jsa"))
+    assert all(m in gen for m in ("rag", "vrag", "jsa", "zero-shot", "zero-shot bm25"))
+    assert "zero-shot posterior" in (workdir / "results/tables/retrieval_posterior.csv").read_text()
+    assert "sanity_jsa_em[nq]" in check
     for m in ("rag", "vrag", "jsa"):
         assert (workdir / f"benchmarks/out/train/nq/{m}/seed0.tsv").exists()
         assert json.loads((workdir / f"runs/nq/{m}/seed0/eval/metrics.json").read_text())["n"] == 8
+        log = [json.loads(line) for line in open(workdir / f"runs/nq/{m}/seed0/metrics.jsonl")]
+        assert [r["step"] for r in log if "valid/r@20" in r] == [0, 4, 8]  # valid_every: 4, 8 steps
     dry = snakemake(workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in dry.stdout + dry.stderr
 

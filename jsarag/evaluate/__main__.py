@@ -2,6 +2,7 @@
 
   run        predictions and metrics of one trained run on the test split
   mis-sweep  MIS acceptance and distinct states of a trained JSA-RAG run against m and k
+  zero-shot  the untrained generator on the dense / BM25 top-1 and the untrained posterior retriever
   verify     estimator bias and variance against exact gradients on an enumerable knowledge base
 
 --params is the job's config as JSON (jsarag.config.run_params with the evaluate section).
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 import argparse
 
+from jsarag import InputError
 from jsarag.cli import read_params, run_cli
 from jsarag.config import RunParams, VerifyConfig
+from jsarag.layout import BASELINES, ZERO_SHOT
+
+
+def named(items: list[str], flag: str, need) -> dict[str, str]:
+    """NAME=PATH arguments as a dict holding every name in `need`."""
+    out = dict(it.partition("=")[::2] for it in items)
+    missing = [n for n in need if not out.get(n)]
+    if missing:
+        raise InputError(f"{flag}: missing {missing[0]}=PATH")
+    return out
 
 
 def main(argv=None):
@@ -27,6 +39,12 @@ def main(argv=None):
         p.add_argument("--retriever", required=True)
         p.add_argument("--generator", required=True)
         p.add_argument("--run", required=True, help="the run directory (reads its model, writes its eval files)")
+    z = sub.add_parser("zero-shot", help="zero-shot baselines on the test split")
+    z.add_argument("--params", required=True)
+    for a in ("examples", "passages", "index", "retriever", "generator"):
+        z.add_argument(f"--{a}", required=True)
+    z.add_argument("--baseline", action="append", default=[], required=True, help="NAME=PATH of a retrieval baseline (dense, bm25)")
+    z.add_argument("--out", action="append", default=[], required=True, help="NAME=PATH for dense, bm25, posterior and metrics")
     v = sub.add_parser("verify", help="estimators against exact gradients")
     v.add_argument("--params", required=True, help="the verify section as JSON")
     v.add_argument("--out", required=True, help="JSONL output")
@@ -40,6 +58,12 @@ def main(argv=None):
             verify(read_params(args.params, VerifyConfig).draws, args.out, threads=args.threads)
             return
         p = read_params(args.params, RunParams)
+        if args.cmd == "zero-shot":
+            from jsarag.evaluate.zero_shot import zero_shot
+
+            zero_shot(p, args.examples, args.passages, args.index, args.retriever, args.generator,
+                      named(args.baseline, "--baseline", BASELINES), named(args.out, "--out", (*ZERO_SHOT, "metrics")))
+            return
         paths = (args.examples, args.passages, args.index, args.retriever, args.generator, args.run)
         if args.cmd == "run":
             from jsarag.evaluate.predict import evaluate

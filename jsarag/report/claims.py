@@ -18,6 +18,7 @@ import pandas as pd
 from jsarag import InputError
 from jsarag.io import atomic_open
 from jsarag.layout import Layout
+from jsarag.report.sanity import NOT_BELOW, judge_not_below
 
 log = logging.getLogger("jsarag.report")
 CLAIMS = Path(__file__).with_name("claims.yaml")
@@ -56,8 +57,8 @@ def load_claims(path: str | Path) -> list[dict]:
         missing = [k for k in REQUIRED[kind] if k not in c]
         if missing:
             raise InputError(f"{path}: claims[{i}] ({c.get('id')}): missing {', '.join(missing)}")
-        if c["direction"] not in (">", "<"):
-            raise InputError(f"{path}: claims[{i}].direction must be '>' or '<'")
+        if c["direction"] not in (">", "<", NOT_BELOW):
+            raise InputError(f"{path}: claims[{i}].direction must be '>', '<' or '{NOT_BELOW}'")
         if (c.get("size") is None) != (c.get("tolerance") is None):
             raise InputError(f"{path}: claims[{i}] ({c['id']}): size and tolerance go together")
     return claims
@@ -80,6 +81,8 @@ def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> t
     """OK when the claimed direction holds (and, for a delta with a CI, the 95% CI lies on the claimed
     side of 0: a difference the test set cannot tell from noise does not reproduce a claim) and, if a
     size is claimed, |measured - size| <= tolerance."""
+    if c["direction"] == NOT_BELOW:
+        return judge_not_below(c, measured, ci)
     sign = 1 if c["direction"] == ">" else -1
     if not np.isfinite(measured):
         return "FAIL", "measured value is not finite"
@@ -96,6 +99,8 @@ def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> t
 
 def _claimed(c: dict) -> str:
     s = f"claimed {c['a']} {c['direction']} {c['b']}"
+    if c.get("margin") is not None:
+        s += f" (margin {float(c['margin']):g})"
     if c.get("size") is not None:
         s += f" by {float(c['size']):+.2f} ± {float(c['tolerance']):.2f}"
     return s
@@ -130,6 +135,7 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
         return [Verdict("SKIP", c["id"], f"significance[{c['dataset']}]", "dataset not in this run", c["text"])]
     out = []
     for d in ds:
+        suffix = f"[{d}]" if c["dataset"] == "*" else ""
         where = f"significance[{d}, {c['metric']}, {c['a']} - {c['b']}]"
         rows = t[(t["dataset"] == d) & (t["metric"] == c["metric"])]
         fwd = rows[(rows["a"] == c["a"]) & (rows["b"] == c["b"])]
@@ -141,14 +147,14 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
             r = rev.iloc[0]
             delta, lo, hi = -r["delta"], -r["hi"], -r["lo"]
         else:
-            out.append(Verdict("SKIP", c["id"], where, f"no {c['metric']} comparison of {c['a']} and {c['b']} "
+            out.append(Verdict("SKIP", c["id"] + suffix, where, f"no {c['metric']} comparison of {c['a']} and {c['b']} "
                                "(method or metric not in this run)", c["text"]))
             continue
         status, why = _judge(c, float(delta), (float(lo), float(hi)))
         sig = "CI excludes 0" if (lo > 0 or hi < 0) else "CI includes 0"
         detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
                   f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d))
-        out.append(Verdict(status, c["id"], where, detail + (f"; {why}" if why else ""), c["text"]))
+        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
     return out
 
 
@@ -193,9 +199,9 @@ def claims_check(claims_path: str | Path, layout: Layout) -> list[Verdict]:
     if not tables_dir.is_dir():
         raise InputError(f"{tables_dir} is not a directory: build the tables first")
     verdicts = check_all(load_claims(claims_path), tables_dir)
-    counts = {s: sum(v.status == s for v in verdicts) for s in ("OK", "FAIL", "SKIP")}
+    counts = {s: sum(v.status == s for v in verdicts) for s in ("OK", "FAIL", "INCONCLUSIVE", "SKIP")}
     header = (f"# claims of arXiv 2508.18168 ({Path(claims_path).name}) checked against the tables in results/tables: "
-              f"{counts['OK']} OK, {counts['FAIL']} FAIL, {counts['SKIP']} SKIP\n"
+              f"{counts['OK']} OK, {counts['FAIL']} FAIL, {counts['INCONCLUSIVE']} INCONCLUSIVE, {counts['SKIP']} SKIP\n"
               "# deltas in points of the metric; CI = paired bootstrap 95%; SKIP = dataset/method not in this run\n")
     text = header + "".join(v.line() + "\n" for v in verdicts)
     with atomic_open(layout.claims_check()) as f:

@@ -170,10 +170,45 @@ def estimators(tree: RunTree, out: Layout) -> None:
     _save(fig, out, "estimators")
 
 
+def _valid_recall_key(tree: RunTree) -> str | None:
+    """The largest valid/r@K the training logs carry."""
+    ks = set()
+    for d in tree.cfg.datasets:
+        for m in tree.cfg.methods:
+            for s in tree.cfg.seeds:
+                for r in tree.train_log(d, m, s) or []:
+                    ks |= {int(key[len("valid/r@"):]) for key in r if key.startswith("valid/r@")}
+    return f"valid/r@{max(ks)}" if ks else None
+
+
+def validation_curves(tree: RunTree, out: Layout) -> None:
+    """Per dataset: the prior's validation R@K and the generator's validation loss against the step
+    (step 0 is the untrained starting point); written by train.valid_every > 0."""
+    datasets = list(tree.cfg.datasets)
+    fig, axes = _panels(2 * len(datasets))
+    rkey = _valid_recall_key(tree)
+    for i, d in enumerate(datasets):
+        for ax, key, ylabel in ((axes[2 * i], rkey, f"prior {(rkey or 'valid/R@k')[6:].replace('r@', 'R@')} (points)"),
+                                (axes[2 * i + 1], "valid/loss", "generator loss per token (top-1)")):
+            drawn = False
+            for m in tree.cfg.methods:
+                for seed, x, y in _series(tree, d, m, key) if key else ():
+                    ax.plot(x, y, marker="o", ms=3, color=COLORS.get(m), alpha=0.9 if seed == tree.cfg.seeds[0] else 0.5,
+                            label=m if seed == tree.cfg.seeds[0] else None)
+                    drawn = True
+            if not drawn:
+                _empty(ax, f"{d}: {key or 'valid/r@K'} in the training logs (train.valid_every)")
+                continue
+            ax.set(title=f"{d}: validation", xlabel="optimizer step", ylabel=ylabel)
+            ax.legend(fontsize=8)
+    _save(fig, out, "validation_curves")
+
+
 def build_figures(tree: RunTree, out: Layout, seed: int = 0) -> None:
     """Every figure of layout.FIGURES, written under `out`'s results/figures."""
     builders = {"grad_norm_posterior": grad_norm_posterior, "loss_curves": loss_curves, "acceptance_rate": acceptance_rate,
-                "recall_at_k": lambda t, o: recall_at_k(t, o, seed), "estimators": estimators}
+                "recall_at_k": lambda t, o: recall_at_k(t, o, seed), "estimators": estimators,
+                "validation_curves": validation_curves}
     assert tuple(builders) == FIGURES, "layout.FIGURES lists the figures built here"
     for build in builders.values():
         build(tree, out)

@@ -166,6 +166,15 @@ class RunTree:
                                           if present(p, f"{d} {name} baseline") else None)
         return self._baselines[(d, name)]
 
+    def zero_shot(self, d: str, name: str) -> MethodScores | None:
+        """A zero-shot baseline's scores (jsarag.evaluate.zero_shot); the posterior's file has no predictions."""
+        key = ("zero-shot", d, name)
+        if key not in self._baselines:
+            p = Path(self.layout.zero_shot(d, name))
+            task = None if name == "posterior" else self.cfg.datasets[d]
+            self._baselines[key] = MethodScores([0], [score_file(p, task, self.cfg.ks)]) if present(p, f"{d} zero-shot {name}") else None
+        return self._baselines[key]
+
     def train_log(self, d: str, m: str, s: int) -> list[dict] | None:
         p = Path(self.layout.run(d, m, s).train_log)
         return list(read_jsonl(p, required=("step",))) if present(p, f"{d}/{m}/seed{s} training log") else None

@@ -22,6 +22,7 @@ from jsarag.io import atomic_open
 from jsarag.layout import BASELINES, TABLES, Layout
 from jsarag.report import stats as S
 from jsarag.report.runs import CORPUS_METRICS, GEN_METRICS, RunTree
+from jsarag.report.zero_shot import zero_shot_cells, zero_shot_pairs
 
 log = logging.getLogger("jsarag.report")
 
@@ -110,6 +111,7 @@ def generation_table(tree: RunTree, seed: int) -> pd.DataFrame:
             ms = tree.method(d, m)
             if ms is not None:
                 rows += _cell_rows(ms, d, m, GEN_METRICS[task], tree.cfg.n_boot, seed)
+        rows += zero_shot_cells(tree, d, seed, _cell_rows, GEN_METRICS[task], generation=True)
     return tidy_frame(rows)
 
 
@@ -127,6 +129,8 @@ def retrieval_table(tree: RunTree, seed: int, posterior: bool) -> pd.DataFrame:
                 bs = tree.baseline(d, b)
                 if bs is not None:
                     rows += _cell_rows(bs, d, b, metrics, tree.cfg.n_boot, seed)
+        else:
+            rows += zero_shot_cells(tree, d, seed, _cell_rows, metrics, generation=False)
     return tidy_frame(rows)
 
 
@@ -139,23 +143,30 @@ def significance_table(tree: RunTree, seed: int) -> pd.DataFrame:
     for d, task in tree.cfg.datasets.items():
         avail = [m for m in tree.cfg.methods if tree.method(d, m) is not None]
         for b, a in itertools.combinations(avail, 2):
-            A, B = tree.method(d, a), tree.method(d, b)
-            common = set(B.ids)
-            ids = [i for i in A.ids if i in common]
-            if not ids:
-                log.warning("skip significance %s %s vs %s: no shared example", d, a, b)
-                continue
-            A, B = A.subset(ids), B.subset(ids)
-            for metric in SIG_METRICS[task]:
-                if not (A.has(metric) and B.has(metric)):
-                    continue
-                fn = (lambda s, m=metric: M.corpus_metric(m, s)) if metric in CORPUS_METRICS else None
-                pa, pb = A.pooled(metric), B.pooled(metric)
-                res = S.paired_bootstrap(pa, pb, tree.cfg.n_boot, seed=seed, fn=fn)
-                p_perm = S.permutation_test(pa, pb, tree.cfg.n_boot, seed=seed, fn=fn)
-                rows.append({"dataset": d, "metric": metric, "a": a, "b": b, "delta": res.delta, "lo": res.lo,
-                             "hi": res.hi, "p_bootstrap": res.p, "p_permutation": p_perm, "n": len(ids)})
+            rows += pair_rows(d, a, tree.method(d, a), b, tree.method(d, b), SIG_METRICS[task], tree.cfg.n_boot, seed)
+        rows += zero_shot_pairs(tree, d, seed, pair_rows)
     return pd.DataFrame(rows, columns=cols)
+
+
+def pair_rows(d: str, a: str, A, b: str, B, metrics: list[str], n_boot: int, seed: int) -> list[dict]:
+    """Significance rows of a - b for each metric both have, on the examples both have."""
+    common = set(B.ids)
+    ids = [i for i in A.ids if i in common]
+    if not ids:
+        log.warning("skip significance %s %s vs %s: no shared example", d, a, b)
+        return []
+    A, B = A.subset(ids), B.subset(ids)
+    rows = []
+    for metric in metrics:
+        if not (A.has(metric) and B.has(metric)):
+            continue
+        fn = (lambda s, m=metric: M.corpus_metric(m, s)) if metric in CORPUS_METRICS else None
+        pa, pb = A.pooled(metric), B.pooled(metric)
+        res = S.paired_bootstrap(pa, pb, n_boot, seed=seed, fn=fn)
+        p_perm = S.permutation_test(pa, pb, n_boot, seed=seed, fn=fn)
+        rows.append({"dataset": d, "metric": metric, "a": a, "b": b, "delta": res.delta, "lo": res.lo,
+                     "hi": res.hi, "p_bootstrap": res.p, "p_permutation": p_perm, "n": len(ids)})
+    return rows
 
 
 def significance_display(t: pd.DataFrame) -> pd.DataFrame:

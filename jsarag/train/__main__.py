@@ -21,13 +21,14 @@ from jsarag.train import TRAINERS
 
 
 def train(p: RunParams, examples_path: str, passages: str, index: str, retriever: str, generator: str, out: str,
-          progress: bool = True) -> dict:
+          progress: bool = True, valid_path: str | None = None) -> dict:
     cfg = p.train
     torch.set_num_threads(cfg.threads)
     examples = load_examples(examples_path)
     trainer_cls = TRAINERS[p.method]
     model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior)
-    trainer = trainer_cls(cfg, model, examples, out)
+    valid = load_examples(valid_path) if valid_path and cfg.valid_every > 0 else None
+    trainer = trainer_cls(cfg, model, examples, out, valid_examples=valid)
     summary = trainer.train(progress=progress and trainer.dp.is_main)
     if trainer.dp.is_main:  # one writer under torchrun
         write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
@@ -40,6 +41,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", required=True, help="the job's config as JSON (see above)")
     ap.add_argument("--train", required=True, help="train split JSONL")
+    ap.add_argument("--valid", default=None, help="validation split JSONL (read when train.valid_every > 0)")
     ap.add_argument("--passages", required=True, help="passage collection JSONL")
     ap.add_argument("--index", required=True, help="dense index directory")
     ap.add_argument("--retriever", required=True, help="retriever model directory or source")
@@ -48,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     run_cli(lambda: train(read_params(args.params, RunParams), args.train, args.passages, args.index, args.retriever,
-                          args.generator, args.out, progress=not args.no_progress))
+                          args.generator, args.out, progress=not args.no_progress, valid_path=args.valid))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,16 @@ class TrainConfig(Section):
     seed: int = 0
     lora: dict | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
     instruction: str = DEFAULT_INSTRUCTION
+    valid_every: int = 0  # validate every N optimizer steps (and at the last) on the validation split (0: never)
+    valid_k: tuple = (1, 5, 20)  # the prior's R@k logged at validation
+    keep_best: str = ""  # "", "loss" or "r@K" / "mrr@10": save the best validated step's model instead of the last
+
+    def check(self, where):
+        if self.keep_best:
+            allowed = ["loss", "mrr@10", *(f"r@{k}" for k in self.valid_k)]
+            choice(self.keep_best, allowed, f"{where}.keep_best")
+            if self.valid_every <= 0:
+                raise InputError(f"{where}.keep_best: needs valid_every > 0")
 
 
 
@@ -53,6 +63,7 @@ class RAGConfig(TrainConfig):
     variant: str = "sequence"  # sequence | token
 
     def check(self, where):
+        super().check(where)
         choice(self.variant, ("sequence", "token"), f"{where}.variant")
 
 
@@ -65,6 +76,7 @@ class VRAGConfig(TrainConfig):
     baseline: str = "mean"  # none | mean (leave-one-out)
 
     def check(self, where):
+        super().check(where)
         choice(self.estimator, ("exact", "sampled"), f"{where}.estimator")
         choice(self.baseline, ("none", "mean"), f"{where}.baseline")
 

@@ -23,6 +23,7 @@ from jsarag.model.latent import LatentModel, Scores
 from jsarag.train.config import TrainConfig
 from jsarag.train.distributed import DataParallel
 from jsarag.train.preemption import Preempted, StopFlag
+from jsarag.train.validation import Validator
 
 log = logging.getLogger("jsarag.train")
 
@@ -47,8 +48,10 @@ class Trainer:
     config_class = TrainConfig
     uses_posterior = False
 
-    def __init__(self, cfg: TrainConfig, model: LatentModel, examples: list[dict], out_dir: str | Path):
+    def __init__(self, cfg: TrainConfig, model: LatentModel, examples: list[dict], out_dir: str | Path,
+                 valid_examples: list[dict] | None = None):
         self.cfg, self.model, self.examples = cfg, model, examples
+        self.validator = Validator(valid_examples, cfg.valid_every, cfg.valid_k, cfg.keep_best)
         self.out = Path(out_dir)
         self.files = RunFiles(str(out_dir))
         self.sampler = torch.Generator().manual_seed(cfg.seed + 1)  # MIS / sampled-VRAG draws
@@ -121,6 +124,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "sampler": self.sampler.get_state()},
+            "best": self.validator.best,
         }
         if self.cfg.index_refresh:
             import faiss
@@ -154,6 +158,7 @@ class Trainer:
         if "index" in ck:
             import faiss
             self.model.index.index = faiss.deserialize_index(ck["index"])
+        self.validator.best = ck.get("best", {})
         self.step = ck["step"]
         return True
 
@@ -177,6 +182,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         # the log restarts from the checkpoint's rows: steps after it are redone (a workflow
         # manager may also have deleted the log of the killed job)
+        if self.step == 0 and self.validator.active:  # the starting point of the validation curves
+            self.log_rows = [self.validator.run(0, self.model, self.trainable_state)]
         if dp.is_main:
             log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
         comps = self.model.components()
@@ -213,6 +220,8 @@ class Trainer:
                 self.step += 1
                 dt = time.perf_counter() - t0
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
+                if self.validator.due(self.step, self.total_steps):
+                    row.update(self.validator.run(self.step, self.model, self.trainable_state))
                 self.log_rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()
@@ -235,8 +244,9 @@ class Trainer:
                 t0 = time.perf_counter()
         bar.close()
         stop.close()
+        best_step = self.validator.restore_best(self.model)
         self.save_model()
-        rows = self.log_rows
+        rows = [r for r in self.log_rows if "step_time" in r]  # not the step-0 validation row
         secs = sum(r["step_time"] for r in rows)
         summary = {
             "method": self.method, "steps": self.step, "seconds": secs,
@@ -245,4 +255,6 @@ class Trainer:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "wall_seconds_this_run": time.perf_counter() - t_start, "resumed": resumed,
         }
+        if best_step is not None:
+            summary["best_step"], summary["best_" + self.cfg.keep_best] = best_step, self.validator.best["value"]
         return summary

@@ -221,7 +221,11 @@ class DenseIndex:
         new = np.empty((len(store), encoder.dim), dtype=np.float16)
         for s in range(0, len(store), chunk):
             new[s: s + chunk] = encode_passages(encoder, store.get(range(s, min(s + chunk, len(store)))), batch_size)
-        self.matrix = new
+        self.set_matrix(new)
+
+    def set_matrix(self, matrix: np.ndarray) -> None:
+        """Replace the passage matrix (index refresh, or its restore from a checkpoint)."""
+        self.matrix = np.asarray(matrix, dtype=np.float16)
         if self.device != "cpu":
             use_faiss_gpu, self.blocks, self.faiss_gpu = bool(self.faiss_gpu), [], []
             self.to_device(self.device, use_faiss_gpu)

@@ -127,8 +127,7 @@ class Trainer:
             "best": self.validator.best,
         }
         if self.cfg.index_refresh:
-            import faiss
-            ck["index"] = faiss.serialize_index(self.model.index.index)
+            ck["index"] = np.asarray(self.model.index.matrix)
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ck, tmp)
         self.dp.barrier()
@@ -156,8 +155,7 @@ class Trainer:
         random.setstate(ck["rng"]["python"])
         self.sampler.set_state(ck["rng"]["sampler"])
         if "index" in ck:
-            import faiss
-            self.model.index.index = faiss.deserialize_index(ck["index"])
+            self.model.index.set_matrix(ck["index"])
         self.validator.best = ck.get("best", {})
         self.step = ck["step"]
         return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from jsarag.data.examples import context_text, target_text
@@ -35,7 +34,7 @@ def validate(model: LatentModel, examples: list[dict], k_values, batch_size: int
     try:
         xs = [context_text(e) for e in examples]
         q = model.prior.encode(xs, batch_size=64)
-        _, rows = model.index.index.search(np.ascontiguousarray(q), max(k_values))
+        rows = model.index.search(torch.from_numpy(q), max(k_values))
         rows = [[int(i) for i in r if i >= 0] for r in rows]  # -1: fewer passages than k
         hits = [passage_hits(e, model.store.get(r)) for e, r in zip(examples, rows)]
         out = {metric_key(k): v for k, v in retrieval_metrics(hits, list(k_values)).items()}

@@ -95,8 +95,8 @@ def test_cache_that_cannot_act_warns(tiny_model_factory, tiny_kb, tmp_path, capl
     examples = load_examples(tiny_kb / "train.jsonl")
     for epochs, warns in ((1, True), (2, False)):
         caplog.clear()
-        cfg = make_cfg("jsa", epochs=epochs, cache=True)
-        TRAINERS["jsa"](cfg, tiny_model_factory("jsa", cfg), examples, tmp_path)
+        cfg = make_cfg("jsa", epochs=epochs, cache=True, max_steps=4)
+        TRAINERS["jsa"](cfg, tiny_model_factory("jsa", cfg), examples, tmp_path / str(epochs)).train(progress=False)
         assert ("no example is visited twice" in caplog.text) == warns
 
 

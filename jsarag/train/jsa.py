@@ -24,11 +24,14 @@ class JSATrainer(Trainer):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.state = {"cache": {}}  # example id -> passage row of the last chain state
+
+    def train(self, *a, **kw):
         draws = self.total_steps * self.cfg.grad_accum * self.cfg.batch_size
         if self.cfg.cache and draws <= len(self.examples):
             log.warning("train.jsa.cache is true but the run draws %d examples out of %d: no example is visited twice, so "
                         "no cached chain is ever reused and every chain restarts (the authors' variant, cache: false)",
                         draws, len(self.examples))
+        return super().train(*a, **kw)
 
     def extra_rows(self, batch):
         if not self.cfg.cache:

@@ -43,6 +43,7 @@ rule claims_check:
     input:
         claims=os.path.join(workflow.basedir, "jsarag", "report", "claims.yaml"),
         tables=[L.table(t) for t in TABLES],
+        estimators=L.estimators(),
     output:
         report(L.claims_check(), caption="../report/claims.rst", category="Claims"),
     log:

@@ -8,9 +8,11 @@ from jsarag.data.examples import load_examples
 from jsarag.train import TRAINERS
 
 METHOD_OPTS = {
-    "rag": [{"variant": "sequence"}, {"variant": "token"}],
-    "vrag": [{"estimator": "exact"}, {"estimator": "sampled", "baseline": "mean"}, {"estimator": "exact", "kl_over_union": True}],
-    "jsa": [{"cache": True}, {"cache": False, "token_average": True}],
+    "rag": [{"variant": "sequence"}, {"variant": "token"}, {"variant": "token", "token_average": True, "double_softmax": True}],
+    "vrag": [{"estimator": "exact"}, {"estimator": "sampled", "baseline": "mean"}, {"estimator": "exact", "kl_support": "union_all"},
+             {"estimator": "exact", "kl_support": "union_kl_only", "kl_prior": "support", "posterior_tau": 1.0, "token_average": True}],
+    "jsa": [{"cache": True}, {"cache": False, "token_average": True, "clip_per_component": False, "schedule": "authors",
+                                "retriever_dropout": True}],
 }
 
 
@@ -36,8 +38,11 @@ def test_trainer_trains_and_logs(method, opts, tiny_model_factory, tiny_kb, tmp_
         assert rows[0]["grad_norm/posterior"] > 0
     if method == "jsa":
         assert 0 <= rows[-1]["mis/acceptance_rate"] <= 1 and rows[-1]["mis/distinct"] >= 1
+        assert 0 <= rows[-1]["mis/move_rate"] <= rows[-1]["mis/acceptance_rate"]
         if opts["cache"]:
             assert "mis/cache_survived" in rows[-1] and len(tr.state["cache"]) == 6
+            # 6 examples, 3 steps per epoch: epoch 1 never hits the cache, epoch 2 always does
+            assert [r["mis/cache_hit_rate"] for r in rows] == [0, 0, 0, 1, 1, 1]
     changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert any("lora" in n for n in changed) and any(n.startswith("prior.") for n in changed)
     assert (tmp_path / "model" / "trainable.pt").exists()
@@ -84,3 +89,22 @@ def test_checkpoint_of_another_config_is_not_resumed(tiny_model_factory, tiny_kb
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     same = TRAINERS["rag"](changed, tiny_model_factory("rag", changed), examples, tmp_path)
     assert same.load_checkpoint() and same.step == 6
+
+
+def test_cache_that_cannot_act_warns(tiny_model_factory, tiny_kb, tmp_path, caplog):
+    examples = load_examples(tiny_kb / "train.jsonl")
+    for epochs, warns in ((1, True), (2, False)):
+        caplog.clear()
+        cfg = make_cfg("jsa", epochs=epochs, cache=True, max_steps=4)
+        TRAINERS["jsa"](cfg, tiny_model_factory("jsa", cfg), examples, tmp_path / str(epochs)).train(progress=False)
+        assert ("no example is visited twice" in caplog.text) == warns
+
+
+def test_authors_schedule_is_flat_after_half():
+    from jsarag.train.loop import lr_lambda
+
+    cos, authors = lr_lambda(10, 100, 0.1, "cosine"), lr_lambda(10, 100, 0.1, "authors")
+    assert authors(9) == cos(9) == 1.0
+    assert authors(50) == pytest.approx(0.1) and authors(99) == pytest.approx(0.1)
+    assert cos(50) > 0.5 and cos(99) == pytest.approx(0.1, abs=1e-3)
+    assert authors(30) < cos(30)

@@ -101,7 +101,7 @@ def test_whole_dag_runs_then_is_up_to_date(workdir):
     for f in ("grad_norm_posterior", "loss_curves", "acceptance_rate", "recall_at_k", "estimators", "validation_curves"):
         assert (workdir / f"results/figures/{f}.png").stat().st_size > 0
     check = (workdir / "results/claims_check.txt").read_text()
-    assert any(line.startswith(("OK", "FAIL", "SKIP")) for line in check.splitlines())
+    assert any(line.startswith(("CONFIRMED", "REFUTED", "INCONCLUSIVE", "SKIP")) for line in check.splitlines())
     gen = (workdir / "results/tables/generation.csv").read_text()
     assert all(m in gen for m in ("rag", "vrag", "jsa", "zero-shot", "zero-shot bm25"))
     assert "zero-shot posterior" in (workdir / "results/tables/retrieval_posterior.csv").read_text()

@@ -33,9 +33,11 @@ def topk_decode(model: LatentModel, examples, rows, scores, k: int, tau: float, 
     gen = model.generator
     ctx = [context_text(e) for e in examples for _ in range(k)]
     psg = [model.store[int(r)] for rr in rows for r in rr[:k]]
-    answers = gen.generate(ctx, psg, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    finished: list[bool] = []  # an answer cut off at max_new_tokens gets no credit for an EOS it never produced
+    answers = gen.generate(ctx, psg, max_new_tokens=max_new_tokens, batch_size=batch_size, finished=finished)
     with torch.inference_mode():
-        ll = torch.cat([gen.loglik(ctx[s:s + batch_size], psg[s:s + batch_size], [a or " " for a in answers[s:s + batch_size]]).seq
+        ll = torch.cat([gen.loglik(ctx[s:s + batch_size], psg[s:s + batch_size], [a or " " for a in answers[s:s + batch_size]],
+                                   finished[s:s + batch_size]).seq
                         for s in range(0, len(ctx), batch_size)]).view(len(examples), k).float().cpu()
     prior = torch.log_softmax(torch.from_numpy(scores[:, :k]).float() / tau, -1)
     out = []

@@ -13,7 +13,7 @@ import torch
 
 from jsarag.model.latent import Scores
 from jsarag.train.loop import Trainer
-from jsarag.train.objectives import log_marginal, masked_log_softmax, posterior, vrag_elbo
+from jsarag.train.objectives import log_marginal, masked_log_softmax, posterior, topk_mask, vrag_elbo
 
 
 def flat_grad(output: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -54,26 +54,59 @@ def estimator_draws(trainer: Trainer, batch: list[dict], s: Scores, n_draws: int
 @dataclass
 class EstimatorSummary:
     cosine: float  # cosine(mean estimate, exact)
-    rel_bias: float  # ||mean - exact|| / ||exact||
+    rel_bias: float  # ||mean - exact|| / ||exact|| (includes Monte Carlo noise: see rel_bias_noise)
+    rel_bias_se: float  # Monte Carlo standard error of rel_bias (delta method along mean - exact)
+    rel_bias_noise: float  # the rel_bias an unbiased estimator shows on average at this n (from the batch-mean errors)
+    bias_p: float  # p-value of "bias = 0": the largest per-coordinate |z| (batch means), Bonferroni over live coordinates
     variance: float  # trace of the covariance of one draw
+    variance_se: float  # its Monte Carlo standard error
     rel_variance: float  # variance / ||exact||^2
+    rel_variance_se: float
     max_abs_z: float  # max over coordinates of |mean - exact| / standard error
     frac_z_below_4: float
     n_draws: int
 
 
+BATCHES = 20  # batch means: consecutive draws of a persistent chain are correlated
+
+
+def _t_to_z(t: torch.Tensor, df: int) -> torch.Tensor:
+    """|z| with the same tail probability as a Student t of df degrees of freedom (Wallace's approximation)."""
+    return (df * torch.log1p(t ** 2 / df)).sqrt()
+
+
 def summarize(draws: torch.Tensor, exact: torch.Tensor) -> EstimatorSummary:
+    """Bias and variance of n draws against the exact gradient, each with its Monte Carlo error.
+    Standard errors of the mean come from BATCHES batch means of consecutive draws, so that the
+    autocorrelation of a persistent MIS chain (JSA with the cache: each draw continues the chain of
+    the previous one) does not pass for bias. One draw (a deterministic estimator) has no variance:
+    its bias is exact, bias_p 0 or 1."""
     d, e = draws.double(), exact.double()
     mean = d.mean(0)
     n = d.shape[0]
     var = d.var(0, unbiased=True) if n > 1 else torch.zeros_like(mean)
-    se = (var / n).sqrt()
+    b = min(BATCHES, n)
+    bm = d[: n - n % b].reshape(b, -1, d.shape[1]).mean(1) if n > 1 else d
+    se = bm.std(0) / b ** 0.5 if b > 1 else torch.zeros_like(mean)
     live = se > 1e-12 * (e.abs().max() + 1e-30)
     z = ((mean - e).abs() / se.clamp(min=1e-300))[live]
-    en = float(e.norm())
+    en, err = float(e.norm()), mean - e
+    u = err / err.norm().clamp(min=1e-300)
+    sq = ((d - mean) ** 2).sum(-1)  # per-draw squared deviation: its mean * n/(n-1) is the trace
+    if n > 1:
+        normal = torch.distributions.Normal(0.0, 1.0)
+        zmax = _t_to_z(z.max(), b - 1) if len(z) else torch.tensor(0.0)
+        p = float(min(1.0, len(z) * 2 * (1 - normal.cdf(zmax).item()))) if len(z) else 1.0
+        rel_bias_se = float((bm @ u).std() / b ** 0.5) / en
+        var_se = float(sq.std() / n ** 0.5) * n / (n - 1)
+    else:
+        p = 0.0 if float(err.norm()) > 1e-6 * en else 1.0
+        rel_bias_se, var_se = 0.0, 0.0
     return EstimatorSummary(
         cosine=float(torch.nn.functional.cosine_similarity(mean, e, dim=0)),
-        rel_bias=float((mean - e).norm() / en), variance=float(var.sum()), rel_variance=float(var.sum()) / en ** 2,
+        rel_bias=float(err.norm()) / en, rel_bias_se=rel_bias_se, rel_bias_noise=float((se ** 2).sum()) ** 0.5 / en, bias_p=p,
+        variance=float(var.sum()), variance_se=var_se, rel_variance=float(var.sum()) / en ** 2,
+        rel_variance_se=var_se / en ** 2,
         max_abs_z=float(z.max()) if len(z) else 0.0, frac_z_below_4=float((z < 4).double().mean()) if len(z) else 1.0, n_draws=n)
 
 
@@ -117,13 +150,22 @@ TARGETS = {"rag": {"generator": "log_marginal", "prior": "log_marginal"},
 
 
 def run_estimators(model_factory, examples: list[dict], draws: int = 200, example: int = 0):
-    """Yield one JSON line per (estimator, component)."""
+    """Yield one JSON line per (estimator, component). Each line carries the posterior mass outside
+    the estimator's top-K (RAG) and the seconds its draws took."""
+    import time
+
     for name, method, opts, random in ESTIMATORS:
+        t0 = time.perf_counter()
         trainer, batch, s, comps = exact_setup(method, model_factory, examples, example, **opts)
         exact = exact_gradients(s, comps)
         est = estimator_draws(trainer, batch, s, draws if random else 1)
+        extra = {"example": batch[0]["id"], "seconds": time.perf_counter() - t0}
+        if method == "rag":
+            post = posterior(s.prior_logits, s.loglik, s.mask).detach()
+            top = topk_mask(s.prior_logits, s.mask, opts["k"])
+            extra["posterior_mass_outside_topk"] = float(post.masked_fill(top, 0.0).sum())
         for comp, target in TARGETS[method].items():
-            yield summary_row(name, comp, target, summarize(est[comp], exact[target][comp]), example=batch[0]["id"])
+            yield summary_row(name, comp, target, summarize(est[comp], exact[target][comp]), **extra)
 
 
 def verify(draws: int, out: str, example: int = 0, threads: int = 2) -> list[str]:

@@ -97,19 +97,32 @@ class Generator(nn.Module):
 
     # -- tokenization -----------------------------------------------------------------------
     def _prompt_ids(self, contexts, passages) -> list[list[int]]:
+        """Prompt token ids within max_input_tokens: an over-long prompt loses the end of its passage,
+        not its instruction (and BOS); only a context too long on its own is cut from the left."""
         texts = [build_prompt(self.instruction, c, p) for c, p in zip(contexts, passages)]
         ids = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        for i, (c, p) in enumerate(zip(contexts, passages)):
+            for _ in range(3):  # re-tokenizing after a cut can shift a token or two
+                excess = len(ids[i]) - self.max_input_tokens
+                body = self.tokenizer(p["contents"], add_special_tokens=False)["input_ids"]
+                if excess <= 0 or not body:
+                    break
+                p = {**p, "contents": self.tokenizer.decode(body[: max(0, len(body) - excess - 1)])}
+                ids[i] = self.tokenizer(build_prompt(self.instruction, c, p), add_special_tokens=True)["input_ids"]
         return [x[-self.max_input_tokens:] for x in ids]
 
-    def _target_ids(self, targets) -> list[list[int]]:
+    def _target_ids(self, targets, eos: list[bool] | None = None) -> list[list[int]]:
+        """' ' + target, then EOS (unless eos[i] is False: an answer cut off by max_new_tokens ended nowhere)."""
         ids = self.tokenizer([" " + t for t in targets], add_special_tokens=False)["input_ids"]
-        eos = self.tokenizer.eos_token_id
-        return [(x[: self.max_target_tokens - 1] + [eos]) for x in ids]
+        end = self.tokenizer.eos_token_id
+        eos = eos or [True] * len(ids)
+        return [x[: self.max_target_tokens - 1] + [end] if e else x[: self.max_target_tokens] for x, e in zip(ids, eos)]
 
     # -- scoring ----------------------------------------------------------------------------
-    def loglik(self, contexts: list[str], passages: list[dict], targets: list[str]) -> LogLik:
-        """log p(y|x,h) for aligned lists of contexts, passages and targets (one forward pass)."""
-        prompts, tgts = self._prompt_ids(contexts, passages), self._target_ids(targets)
+    def loglik(self, contexts: list[str], passages: list[dict], targets: list[str], eos: list[bool] | None = None) -> LogLik:
+        """log p(y|x,h) for aligned lists of contexts, passages and targets (one forward pass);
+        eos[i] False scores target i without the closing EOS."""
+        prompts, tgts = self._prompt_ids(contexts, passages), self._target_ids(targets, eos)
         T = max(len(t) for t in tgts)
         dev = self.device
         tmask = torch.zeros(len(tgts), T, dtype=torch.bool, device=dev)
@@ -146,8 +159,10 @@ class Generator(nn.Module):
 
     # -- decoding ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, contexts: list[str], passages: list[dict], max_new_tokens: int = 16, batch_size: int = 16) -> list[str]:
-        """Greedy decoding, one answer per (context, passage)."""
+    def generate(self, contexts: list[str], passages: list[dict], max_new_tokens: int = 16, batch_size: int = 16,
+                 finished: list[bool] | None = None) -> list[str]:
+        """Greedy decoding, one answer per (context, passage); `finished`, if given, receives whether
+        each generation ended with EOS (False: cut off at max_new_tokens)."""
         outs: list[str] = []
         pad = self.tokenizer.pad_token_id
         was_training = self.model.training
@@ -159,6 +174,8 @@ class Generator(nn.Module):
             gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=att.to(self.device), max_new_tokens=max_new_tokens,
                                       do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
             new = gen if self.is_encoder_decoder else gen[:, L:]
+            if finished is not None:
+                finished.extend((new == self.tokenizer.eos_token_id).any(-1).tolist())
             for row in self.tokenizer.batch_decode(new, skip_special_tokens=True):
                 outs.append(row.strip().split("\n")[0].strip())
         self.model.train(was_training)

@@ -24,7 +24,7 @@ def main(argv=None):
     ap.add_argument("--root", default="", help="project folder (default: the current one)")
     ap.add_argument("--claims", default=None, help="claims YAML (default: the packaged claims.yaml)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap / permutation seed")
-    ap.add_argument("--strict", action="store_true", help="claims: exit 1 if a claim FAILs")
+    ap.add_argument("--strict", action="store_true", help="claims: exit 1 if a claim is REFUTED")
     args = ap.parse_args(argv)
 
     def go():
@@ -35,7 +35,7 @@ def main(argv=None):
             from jsarag.report.claims import CLAIMS, claims_check
 
             verdicts = claims_check(args.claims or CLAIMS, layout)
-            if args.strict and any(v.status == "FAIL" for v in verdicts):
+            if args.strict and any(v.status == "REFUTED" for v in verdicts):
                 sys.exit(1)
             return
         if not args.params:

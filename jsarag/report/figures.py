@@ -156,14 +156,20 @@ def estimators(tree: RunTree, out: Layout) -> None:
     comps = list(dict.fromkeys(r["component"] for r in rows))
     ests = list(dict.fromkeys(r["estimator"] for r in rows))
     width = 0.8 / max(1, len(comps))
+    errs = {"rel_bias": "rel_bias_se", "variance": "variance_se"}  # 95% error bars = 1.96 Monte Carlo standard errors
     for ax, key, title in zip(axes, ("cosine", "rel_bias", "variance"),
-                              ("cosine to exact gradient", "relative bias", "variance")):
+                              ("cosine to exact gradient", "relative bias (bar: 95% MC error; -: unbiased at this n)", "variance")):
         for j, c in enumerate(comps):
-            val = {r["estimator"]: float(r[key]) for r in rows if r["component"] == c}
-            xs = [i + j * width for i, e in enumerate(ests) if e in val]
-            ax.bar(xs, [val[e] for e in ests if e in val], width, label=c)
+            here = {r["estimator"]: r for r in rows if r["component"] == c}
+            xs = [i + j * width for i, e in enumerate(ests) if e in here]
+            vals = [float(here[e][key]) for e in ests if e in here]
+            err = [1.96 * float(here[e].get(errs.get(key, ""), 0.0) or 0.0) for e in ests if e in here]
+            ax.bar(xs, vals, width, label=c, yerr=err if any(err) else None, capsize=2)
+            if key == "rel_bias":  # what noise alone gives an unbiased estimator at this number of draws
+                noise = [float(here[e].get("rel_bias_noise", float("nan"))) for e in ests if e in here]
+                ax.scatter(xs, noise, marker="_", color="black", s=60, zorder=3)
         ax.set_xticks([i + width * (len(comps) - 1) / 2 for i in range(len(ests))], ests, rotation=30, ha="right", fontsize=8)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         if key == "variance":  # deterministic estimators have variance 0: symlog keeps them visible
             ax.set_yscale("symlog", linthresh=1e-2)
         ax.legend(fontsize=8)

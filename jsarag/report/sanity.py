@@ -4,8 +4,8 @@ against the zero-shot EM).
 
 Judged on the paired 95% CI of a - b, as a non-inferiority test with a margin (points of the
 metric, claims.yaml `margin`, 0 when absent):
-- FAIL (refuted): the whole CI lies below 0, i.e. training made it significantly worse;
-- OK (confirmed): the CI's lower end is at or above -margin;
+- REFUTED: the whole CI lies below 0, i.e. training made it significantly worse;
+- CONFIRMED: the CI's lower end is at or above -margin;
 - INCONCLUSIVE: otherwise (the test set cannot tell "not below" from "worse by more than the margin").
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ NOT_BELOW = ">="
 def judge_not_below(c: dict, measured: float, ci: tuple[float, float] | None) -> tuple[str, str]:
     margin = float(c.get("margin", 0.0))
     if not np.isfinite(measured):
-        return "FAIL", "measured value is not finite"
+        return "REFUTED", "measured value is not finite"
     if ci is None:  # a compare (no CI): the point estimate decides
-        return ("OK", "") if measured >= -margin else ("FAIL", f"{c['a']} is below {c['b']} by more than {margin:g}")
+        return "INCONCLUSIVE", f"no CI: the point estimate is {'not ' if measured >= -margin else ''}below -{margin:g}"
     lo, hi = ci
     if hi < 0:
-        return "FAIL", f"{c['a']} is significantly below {c['b']} (95% CI below 0)"
+        return "REFUTED", f"{c['a']} is significantly below {c['b']} (95% CI below 0)"
     if lo >= -margin:
-        return "OK", ""
+        return "CONFIRMED", ""
     return "INCONCLUSIVE", f"95% CI reaches below -{margin:g}: not shown to be not below {c['b']}"

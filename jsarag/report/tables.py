@@ -190,13 +190,32 @@ def _seed_rows(dataset: str, method: str, per_seed: dict[str, list[float]]) -> l
     return rows
 
 
+COST_WARMUP_STEPS = 10  # per-step times of the first steps (compilation, caches, allocator) are left out, for every method
+
+
+def step_cost(per_seed: list[list[float]]) -> tuple[float, float, float, int] | None:
+    """Seconds per 100 steps from per-step times, each seed's first COST_WARMUP_STEPS left out, pooled
+    over seeds, with a 95% CI (normal, over steps)."""
+    t = np.asarray([x for times in per_seed for x in times[COST_WARMUP_STEPS:]], dtype=np.float64)
+    if len(t) < 2:
+        return None
+    mean, half = t.mean(), 1.959964 * t.std(ddof=1) / np.sqrt(len(t))
+    return 100 * mean, 100 * (mean - half), 100 * (mean + half), len(t)
+
+
 def cost_table(tree: RunTree) -> pd.DataFrame:
+    """From train_summary.json (mean ± sd over seeds); seconds per 100 steps from the per-step times of
+    the training logs after COST_WARMUP_STEPS, pooled over seeds, with their 95% CI."""
     rows = []
     for d in tree.cfg.datasets:
         for m in tree.cfg.methods:
             sums = [s for s in (tree.summary(d, m, seed) for seed in tree.cfg.seeds) if s is not None]
             if sums:
                 rows += _seed_rows(d, m, {k: [float(s[k]) for s in sums if k in s] for k in COST_KEYS})
+            c = step_cost([[r["step_time"] for r in tree.train_log(d, m, seed) or [] if "step_time" in r] for seed in tree.cfg.seeds])
+            for r in rows if c else ():
+                if (r["dataset"], r["method"], r["metric"]) == (d, m, "seconds_per_100_steps"):
+                    r.update(value=c[0], lo=c[1], hi=c[2], n=c[3])
     return tidy_frame(rows)
 
 
@@ -226,23 +245,28 @@ def grad_norm_table(tree: RunTree) -> pd.DataFrame:
     return tidy_frame(rows)
 
 
+def _nanmean(vals: list[float]) -> float:
+    v = np.asarray(vals, dtype=np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+
+
 def mis_table(tree: RunTree) -> pd.DataFrame:
     """MIS acceptance rate and distinct accepted passages: during training (means over steps, then
     mean ± sd over seeds) and in the proposals x k sweep (mean over seeds)."""
-    cols = ["dataset", "source", "proposals", "k", "acceptance_rate", "acceptance_rate_sd", "distinct", "distinct_sd",
-            "cache_survived", "n_seeds", "n"]
+    cols = ["dataset", "source", "proposals", "k", "acceptance_rate", "acceptance_rate_sd", "move_rate", "distinct", "distinct_sd",
+            "cache_hit_rate", "cache_survived", "n_seeds", "n"]
     rows = []
     for d in tree.cfg.datasets:
         if "jsa" not in tree.cfg.methods:
             continue
-        per_seed = {"acceptance_rate": [], "distinct": [], "cache_survived": [], "n": []}
+        per_seed = {"acceptance_rate": [], "move_rate": [], "distinct": [], "cache_hit_rate": [], "cache_survived": [], "n": []}
         for seed in tree.cfg.seeds:
             logs = tree.train_log(d, "jsa", seed)
             lr = [r for r in logs or [] if r.get("mis/acceptance_rate") is not None]
             if logs is not None and not lr:
                 log.info("skip MIS training stats %s seed%s: no mis/acceptance_rate in the log", d, seed)
             if lr:
-                for key in ("acceptance_rate", "distinct", "cache_survived"):
+                for key in ("acceptance_rate", "move_rate", "distinct", "cache_hit_rate", "cache_survived"):
                     vals = [r[f"mis/{key}"] for r in lr if r.get(f"mis/{key}") is not None]
                     per_seed[key].append(float(np.mean(vals)) if vals else np.nan)
                 per_seed["n"].append(len(lr))
@@ -250,7 +274,9 @@ def mis_table(tree: RunTree) -> pd.DataFrame:
             ar, ds, cs = (np.asarray(per_seed[k]) for k in ("acceptance_rate", "distinct", "cache_survived"))
             rows.append({"dataset": d, "source": "training", "proposals": tree.cfg.mis_proposals, "k": tree.cfg.mis_k,
                          "acceptance_rate": ar.mean(), "acceptance_rate_sd": ar.std(ddof=1) if len(ar) > 1 else 0.0,
+                         "move_rate": _nanmean(per_seed["move_rate"]),
                          "distinct": ds.mean(), "distinct_sd": ds.std(ddof=1) if len(ds) > 1 else 0.0,
+                         "cache_hit_rate": _nanmean(per_seed["cache_hit_rate"]),
                          "cache_survived": np.nanmean(cs) if np.isfinite(cs).any() else np.nan,
                          "n_seeds": len(ar), "n": int(np.sum(per_seed["n"]))})
         sweep: dict[tuple, list[dict]] = {}
@@ -262,6 +288,7 @@ def mis_table(tree: RunTree) -> pd.DataFrame:
             rows.append({"dataset": d, "source": "sweep", "proposals": prop, "k": k, "acceptance_rate": ar.mean(),
                          "acceptance_rate_sd": ar.std(ddof=1) if len(ar) > 1 else 0.0, "distinct": ds.mean(),
                          "distinct_sd": ds.std(ddof=1) if len(ds) > 1 else 0.0, "cache_survived": np.nan,
+                         "move_rate": float(np.mean([r.get("move_rate", np.nan) for r in rs])), "cache_hit_rate": np.nan,
                          "n_seeds": len(rs), "n": int(sum(r["n"] for r in rs))})
     return pd.DataFrame(rows, columns=cols)
 
@@ -275,6 +302,8 @@ def mis_display(t: pd.DataFrame) -> pd.DataFrame:
                          "k": t["k"].map(lambda x: "" if pd.isna(x) else str(int(x))),
                          "acceptance rate": [f(r.acceptance_rate, r.acceptance_rate_sd, r.n_seeds) for r in t.itertuples()],
                          "distinct accepted": [f(r.distinct, r.distinct_sd, r.n_seeds) for r in t.itertuples()],
+                         "moved (accepted, different state)": t["move_rate"].map(lambda x: "" if pd.isna(x) else f"{x:.3f}"),
+                         "cache hit rate": t["cache_hit_rate"].map(lambda x: "" if pd.isna(x) else f"{x:.3f}"),
                          "cache survived": t["cache_survived"].map(lambda x: "" if pd.isna(x) else f"{x:.3f}"),
                          "seeds": t["n_seeds"], "n": t["n"]})
 
@@ -283,9 +312,12 @@ NOTES = {
     "generation": "Points (0-100). Cell: mean [95% bootstrap CI over test examples]; with several seeds mean ± sd over seeds.",
     "retrieval_prior": "Prior retriever, R@k and MRR@10 in points; relevance = answer containment or gold passage.",
     "retrieval_posterior": "Posterior retriever q(h|x,y) (reads the target), same metrics.",
-    "cost": "From train_summary.json: mean ± sd over seeds.",
+    "cost": f"From train_summary.json: mean ± sd over seeds; s / 100 steps from per-step times after {COST_WARMUP_STEPS} warm-up "
+            "steps, with a 95% CI over steps.",
     "grad_norm": "Gradient norm per component before clipping, over training steps; max/median measures spikes.",
-    "mis": "MIS in JSA-RAG: training = means over steps of the training log; sweep = mis_sweep.jsonl.",
+    "mis": "MIS in JSA-RAG: training = means over steps of the training log; sweep = mis_sweep.jsonl. Acceptance counts a "
+           "proposal equal to the state as accepted; moved counts only a different state; cache hit rate = chains started from "
+           "a cached state.",
     "significance": "delta = metric(a) - metric(b) on shared examples; paired bootstrap CI and p; sign-flip permutation p.",
 }
 

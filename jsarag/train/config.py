@@ -30,7 +30,10 @@ class TrainConfig(Section):
     weight_decay: float = 0.01
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
+    schedule: str = "cosine"  # cosine: decay to min_lr_ratio at the last step; authors: reach it at half the steps, then flat
     clip: float = 1.0
+    clip_per_component: bool = True  # one norm per component (generator, prior, posterior); False: one global norm (authors)
+    retriever_dropout: bool = False  # dropout in the retriever towers while training (authors: on, HF train mode)
     tau: float = 0.1
     k: int = 3  # top-k per retriever in the candidate set
     exact: bool = False  # normalize over the whole knowledge base (small KBs only)
@@ -55,12 +58,14 @@ class TrainConfig(Section):
             choice(self.keep_best, allowed, f"{where}.keep_best")
             if self.valid_every <= 0:
                 raise InputError(f"{where}.keep_best: needs valid_every > 0")
-
+        choice(self.schedule, ("cosine", "authors"), f"{where}.schedule")
 
 
 @dataclass
 class RAGConfig(TrainConfig):
     variant: str = "sequence"  # sequence | token
+    token_average: bool = False  # authors: token-averaged log-likelihood of y
+    double_softmax: bool = False  # authors: the top-K prior is softmaxed twice
 
     def check(self, where):
         super().check(where)
@@ -71,12 +76,19 @@ class RAGConfig(TrainConfig):
 class VRAGConfig(TrainConfig):
     estimator: str = "exact"  # exact: weighted sum over q's top-k; sampled: score-function estimate
     kl_weight: float = 1.0
-    kl_over_union: bool = False
+    kl_support: str = "topk"  # topk | union_all (q's whole support on the union) | union_kl_only (authors' union option)
+    kl_prior: str = "candidates"  # candidates: p over the candidate set; support: p renormalized over the KL's set (authors)
+    posterior_tau: float = 0.0  # q's temperature; 0: the retrievers' tau (textbook); authors: 1.0
+    token_average: bool = False  # authors: token-averaged log-likelihood of y
     n_samples: int = 4
     baseline: str = "mean"  # none | mean (leave-one-out)
 
     def check(self, where):
         super().check(where)
+        choice(self.kl_support, ("topk", "union_all", "union_kl_only"), f"{where}.kl_support")
+        choice(self.kl_prior, ("candidates", "support"), f"{where}.kl_prior")
+        if self.estimator == "sampled" and self.kl_support == "union_kl_only":
+            raise InputError(f"{where}.kl_support: union_kl_only needs estimator: exact")
         choice(self.estimator, ("exact", "sampled"), f"{where}.estimator")
         choice(self.baseline, ("none", "mean"), f"{where}.baseline")
 

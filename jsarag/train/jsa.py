@@ -4,12 +4,16 @@ The generator scores every candidate once, with gradient; MIS runs on the detach
 only the terms of the accepted samples carry weight in the backward pass."""
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from jsarag.train.config import JSAConfig
 from jsarag.train.loop import Trainer
 from jsarag.train.mis import MISResult, log_importance_weights, mis
 from jsarag.train.objectives import jsa_m_step, masked_log_softmax
+
+log = logging.getLogger("jsarag.train")
 
 
 class JSATrainer(Trainer):
@@ -20,6 +24,14 @@ class JSATrainer(Trainer):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.state = {"cache": {}}  # example id -> passage row of the last chain state
+
+    def train(self, *a, **kw):
+        draws = self.total_steps * self.cfg.grad_accum * self.cfg.batch_size
+        if self.cfg.cache and draws <= len(self.examples):
+            log.warning("train.jsa.cache is true but the run draws %d examples out of %d: no example is visited twice, so "
+                        "no cached chain is ever reused and every chain restarts (the authors' variant, cache: false)",
+                        draws, len(self.examples))
+        return super().train(*a, **kw)
 
     def extra_rows(self, batch):
         if not self.cfg.cache:
@@ -55,4 +67,4 @@ class JSATrainer(Trainer):
             for b, ex in enumerate(batch):
                 self.state["cache"][ex["id"]] = int(s.cand.rows[b, res.final[b]])
         return loss, {"loss/generator": gen.mean().item(), "loss/prior": prior.mean().item(),
-                      "loss/posterior": post.mean().item(), **res.stats(init)}
+                      "loss/posterior": post.mean().item(), **res.stats(init, cfg.cache)}

@@ -28,12 +28,15 @@ from jsarag.train.validation import Validator
 log = logging.getLogger("jsarag.train")
 
 
-def lr_lambda(warmup: int, total: int, min_ratio: float):
-    """Linear warm-up, then cosine decay to min_ratio of the peak."""
+def lr_lambda(warmup: int, total: int, min_ratio: float, schedule: str = "cosine"):
+    """Linear warm-up, then cosine decay to min_ratio of the peak at the last step ("cosine") or,
+    as in the authors' code, at half of the steps and flat after ("authors")."""
+    end = max(warmup + 1, total // 2) if schedule == "authors" else total
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        prog = min(1.0, (step - warmup) / max(1, total - warmup))
+        prog = min(1.0, (step - warmup) / max(1, end - warmup))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
     return f
 
@@ -67,7 +70,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
         per_epoch = math.ceil(len(examples) / cfg.batch_size / cfg.grad_accum)
         self.total_steps = per_epoch * cfg.epochs if cfg.max_steps <= 0 else min(cfg.max_steps, per_epoch * cfg.epochs)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio,
+                                                                                       cfg.schedule))
         self.step = 0  # optimizer steps done
         self.state: dict = {}  # method state saved in checkpoints (the MIS cache)
         self.log_rows: list[dict] = []  # metrics of the steps done, also kept in checkpoints
@@ -88,6 +92,14 @@ class Trainer:
         loss, logs = self.loss_from_scores(batch, s)
         logs = {"loss": loss.item(), **logs, "candidates": s.mask.sum(-1).float().mean().item()}
         return loss, logs, s
+
+    def train_mode(self) -> None:
+        """Train mode; the retriever towers stay in eval mode (no dropout) unless retriever_dropout."""
+        self.model.train()
+        if not self.cfg.retriever_dropout:
+            for enc in (self.model.prior, self.model.posterior):
+                if enc is not None:
+                    enc.eval()
 
     # -- data order -------------------------------------------------------------------------
     def batches(self, start_micro: int):
@@ -188,7 +200,7 @@ class Trainer:
         all_params = [p for ps in comps.values() for p in ps]
         dp.broadcast(all_params)
         local_accum, seen = dp.local_accum(self.cfg.grad_accum), []
-        self.model.train()
+        self.train_mode()
         t_start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.method}", mininterval=2, disable=not progress)
         acc, logs_acc, tokens, t0 = 0, {}, 0, time.perf_counter()
@@ -210,7 +222,8 @@ class Trainer:
                 dp.sync_state(self.state, seen)
                 seen = []
                 norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
-                torch.nn.utils.clip_grad_norm_(all_params, self.cfg.clip)
+                for ps in (comps.values() if self.cfg.clip_per_component else [all_params]):
+                    torch.nn.utils.clip_grad_norm_(ps, self.cfg.clip)
                 lr = self.scheduler.get_last_lr()[0]
                 self.optimizer.step()
                 self.scheduler.step()
@@ -220,6 +233,7 @@ class Trainer:
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
                 if self.validator.due(self.step, self.total_steps):
                     row.update(self.validator.run(self.step, self.model, self.trainable_state))
+                    self.train_mode()  # validation leaves the whole model in train mode
                 self.log_rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()

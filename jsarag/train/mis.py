@@ -16,6 +16,7 @@ class MISResult:
     states: torch.Tensor  # [B, m] candidate column of the chain state after each proposal
     accepted: torch.Tensor  # [B, m] bool, proposal accepted
     tested: torch.Tensor  # [B, m] bool, proposal went through an accept/reject test (not a first state)
+    moved: torch.Tensor  # [B, m] bool, tested, accepted and different from the state it replaced
     final: torch.Tensor  # [B] last state
 
     def weights(self, width: int) -> torch.Tensor:
@@ -24,14 +25,23 @@ class MISResult:
         w = torch.zeros(self.states.shape[0], width, dtype=torch.float32)
         return w.scatter_add_(1, self.states, torch.ones_like(self.states, dtype=torch.float32)) / m
 
-    def stats(self, init: torch.Tensor) -> dict:
+    def stats(self, init: torch.Tensor, cache: bool = False) -> dict:
+        """acceptance_rate counts a proposal equal to the current state as accepted (it always is);
+        move_rate counts only accepted proposals of a different state, among the tested ones;
+        moves_per_chain is the number of state changes per chain; cache_hit_rate (with the cache)
+        is the fraction of chains that started from a cached state."""
         tested = self.tested.sum().item()
         has_init = init >= 0
         distinct = torch.tensor([len(set(r.tolist())) for r in self.states], dtype=torch.float32)
+        nan = float("nan")
         out = {
-            "mis/acceptance_rate": (self.accepted & self.tested).sum().item() / tested if tested else float("nan"),
+            "mis/acceptance_rate": (self.accepted & self.tested).sum().item() / tested if tested else nan,
+            "mis/move_rate": self.moved.sum().item() / tested if tested else nan,
+            "mis/moves_per_chain": self.moved.sum(-1).float().mean().item(),
             "mis/distinct": distinct.mean().item(),
         }
+        if cache:
+            out["mis/cache_hit_rate"] = has_init.float().mean().item()
         if has_init.any():
             survived = (self.states[:, 0] == init) & has_init
             out["mis/cache_survived"] = survived.sum().item() / has_init.sum().item()
@@ -60,6 +70,7 @@ def mis(log_w: torch.Tensor, proposal_logq: torch.Tensor, m: int, init: torch.Te
     states = torch.empty(B, m, dtype=torch.long)
     accepted = torch.empty(B, m, dtype=torch.bool)
     tested = torch.empty(B, m, dtype=torch.bool)
+    moved = torch.empty(B, m, dtype=torch.bool)
     for t in range(m):
         prop = props[:, t]
         lw_prop = log_w.gather(1, prop[:, None]).squeeze(1)
@@ -67,6 +78,7 @@ def mis(log_w: torch.Tensor, proposal_logq: torch.Tensor, m: int, init: torch.Te
         lw_cur = log_w.gather(1, cur.clamp(min=0)[:, None]).squeeze(1)
         acc = torch.log(u[:, t]) < (lw_prop - lw_cur)
         acc = torch.where(has, acc, torch.ones_like(acc))
+        moved[:, t] = acc & has & (prop != cur)
         cur = torch.where(acc, prop, cur)
         states[:, t], accepted[:, t], tested[:, t] = cur, acc, has
-    return MISResult(states=states, accepted=accepted, tested=tested, final=cur)
+    return MISResult(states=states, accepted=accepted, tested=tested, moved=moved, final=cur)

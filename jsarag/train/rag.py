@@ -12,9 +12,13 @@ class RAGTrainer(Trainer):
     uses_posterior = False
 
     def loss_from_scores(self, batch, s):
-        K = self.cfg.k  # top-K of the prior; over the whole KB in exact mode (K >= N: exact marginal)
-        if self.cfg.variant == "token":
-            nll = rag_token_loss(s.prior_logits, s.token_logp, s.token_mask, s.mask, K)
+        cfg = self.cfg
+        K = cfg.k  # top-K of the prior; over the whole KB in exact mode (K >= N: exact marginal)
+        lengths = s.target_lengths.clamp(min=1)
+        if cfg.variant == "token":
+            nll = rag_token_loss(s.prior_logits, s.token_logp, s.token_mask, s.mask, K, cfg.double_softmax)
+            nll = nll / lengths if cfg.token_average else nll
         else:
-            nll = rag_sequence_loss(s.prior_logits, s.loglik, s.mask, K)
+            loglik = s.loglik / lengths.unsqueeze(-1) if cfg.token_average else s.loglik
+            nll = rag_sequence_loss(s.prior_logits, loglik, s.mask, K, cfg.double_softmax)
         return nll.mean(), {"loss/nll": nll.mean().item()}

@@ -14,9 +14,12 @@ class VRAGTrainer(Trainer):
     def loss_from_scores(self, batch, s):
         cfg = self.cfg
         k = cfg.k  # q's top-k support; over the whole KB in exact mode (k >= N: the full ELBO)
+        # the model scores q at the retrievers' tau; posterior_tau rescales its logits (authors: 1.0)
+        post = s.post_logits * (cfg.tau / cfg.posterior_tau) if cfg.posterior_tau > 0 else s.post_logits
+        loglik = s.loglik / s.target_lengths.clamp(min=1).unsqueeze(-1) if cfg.token_average else s.loglik
         if cfg.estimator == "exact":
-            elbo, exp_ll, kl = vrag_elbo(s.prior_logits, s.post_logits, s.loglik, s.mask, k, cfg.kl_weight, cfg.kl_over_union)
+            elbo, exp_ll, kl = vrag_elbo(s.prior_logits, post, loglik, s.mask, k, cfg.kl_weight, cfg.kl_support, cfg.kl_prior)
             return -elbo.mean(), {"loss/expected_nll": -exp_ll.mean().item(), "loss/kl": kl.mean().item()}
-        surrogate, elbo = vrag_sampled_surrogate(s.prior_logits, s.post_logits, s.loglik, s.mask, cfg.n_samples, self.sampler,
-                                                 k, cfg.kl_weight, cfg.kl_over_union, cfg.baseline)
+        surrogate, elbo = vrag_sampled_surrogate(s.prior_logits, post, loglik, s.mask, cfg.n_samples, self.sampler,
+                                                 k, cfg.kl_weight, cfg.kl_support, cfg.baseline, cfg.kl_prior)
         return -surrogate.mean(), {"loss/neg_elbo_estimate": -elbo.mean().item()}

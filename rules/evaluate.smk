@@ -81,6 +81,8 @@ rule zero_shot:
         baselines=lambda w, input: " ".join(f"--baseline {b}={input['baseline_' + b]}" for b in BASELINES),
         outs=lambda w, output: " ".join(f"--out {k}={output[k]}" for k in (*ZERO_SHOT, "metrics")),
     threads: config["train"]["common"]["threads"]
+    resources:
+        **res("zero_shot", config["train"]["common"]["threads"]),
     log:
         L.log("zero_shot", "{dataset}"),
     benchmark:

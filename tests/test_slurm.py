@@ -110,7 +110,8 @@ def test_resources_merge_over_the_defaults_and_unknown_keys_are_named():
 
 
 def test_paper_dry_run_under_the_profile_lists_every_job_with_its_resources():
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm", "--configfile", "configs/paper.yaml"],
+    dry = ["-n", "--forceall", "--profile", "profiles/slurm", "--configfile", "configs/paper.yaml"]
+    r = subprocess.run([sys.executable, "-m", "snakemake", *dry],
                        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = re.findall(r"^(local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", r.stdout + r.stderr, flags=re.M)

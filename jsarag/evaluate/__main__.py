@@ -34,10 +34,8 @@ def main(argv=None):
         p = sub.add_parser(name, help=what)
         p.add_argument("--params", required=True)
         p.add_argument("--examples", required=True, help="test split (run) or validation split (mis-sweep)")
-        p.add_argument("--passages", required=True)
-        p.add_argument("--index", required=True)
-        p.add_argument("--retriever", required=True)
-        p.add_argument("--generator", required=True)
+        for a in ("passages", "index", "retriever", "generator"):
+            p.add_argument(f"--{a}", required=True)
         p.add_argument("--run", required=True, help="the run directory (reads its model, writes its eval files)")
     z = sub.add_parser("zero-shot", help="zero-shot baselines on the test split")
     z.add_argument("--params", required=True)

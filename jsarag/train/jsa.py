@@ -57,6 +57,7 @@ class JSATrainer(Trainer):
         return mis(log_w.float().cpu(), post_logq.float().cpu(), cfg.proposals, init, self.sampler), init
 
     def loss_from_scores(self, batch, s):
+        """The M-step losses on the MIS samples of the E-step (generator, prior and posterior)."""
         cfg = self.cfg
         res, init = self.e_step(batch, s)
         weights = res.weights(s.mask.shape[1]).to(s.mask.device)

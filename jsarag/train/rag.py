@@ -12,6 +12,7 @@ class RAGTrainer(Trainer):
     uses_posterior = False
 
     def loss_from_scores(self, batch, s):
+        """-log sum over the prior's top-K of p~(h|x) p(y|x,h) (RAG-Sequence), or per token (RAG-Token)."""
         cfg = self.cfg
         K = cfg.k  # top-K of the prior; over the whole KB in exact mode (K >= N: exact marginal)
         lengths = s.target_lengths.clamp(min=1)

@@ -12,6 +12,7 @@ class VRAGTrainer(Trainer):
     uses_posterior = True
 
     def loss_from_scores(self, batch, s):
+        """The negative ELBO, exact over q's top-k or estimated from samples of q (score function for q)."""
         cfg = self.cfg
         k = cfg.k  # q's top-k support; over the whole KB in exact mode (k >= N: the full ELBO)
         # the model scores q at the retrievers' tau; posterior_tau rescales its logits (authors: 1.0)

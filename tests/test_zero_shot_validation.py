@@ -55,8 +55,9 @@ def test_validation_recall_matches_the_evaluation(tiny_model_factory, tiny_kb):
     hits = [passage_hits(e, model.store.get(r)) for e, r in zip(examples, rows)]
     assert validate(model, examples, [1, 5])["valid/r@5"] == pytest.approx(retrieval_metrics(hits, [5])["r@5"])
     model.train()
+    model.prior.eval()  # the trainer keeps the retriever towers in eval mode (no dropout)
     validate(model, examples, [1])
-    assert model.training
+    assert model.training and model.generator.training and not model.prior.training  # each module's mode restored
 
 
 def test_keep_best_needs_validation():

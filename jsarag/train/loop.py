@@ -233,7 +233,6 @@ class Trainer:
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
                 if self.validator.due(self.step, self.total_steps):
                     row.update(self.validator.run(self.step, self.model, self.trainable_state))
-                    self.train_mode()  # validation leaves the whole model in train mode
                 self.log_rows.append(row)
                 log.write(json.dumps(row) + "\n")
                 log.flush()

@@ -29,7 +29,7 @@ def metric_key(name: str) -> str:
 @torch.inference_mode()
 def validate(model: LatentModel, examples: list[dict], k_values, batch_size: int = 8) -> dict[str, float]:
     """{"valid/r@K": ..., "valid/mrr@10": ..., "valid/loss": ...} on `examples` (R@k in points)."""
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # each module's own mode (retrievers may stay in eval)
     model.eval()
     try:
         xs = [context_text(e) for e in examples]
@@ -47,7 +47,8 @@ def validate(model: LatentModel, examples: list[dict], k_values, batch_size: int
             ntok += int(ll.mask.sum())
         out[metric_key("loss")] = nll / max(1, ntok)
     finally:
-        model.train(was_training)
+        for m, mode in modes.items():
+            m.train(mode)
     return out
 
 

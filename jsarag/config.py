@@ -243,7 +243,8 @@ class IndexConfig(Section):
     dense_batch_size: int = 16
     threads: int = 2
     shards: int = 1  # dense encoding jobs, one slice of passages.jsonl each (merged into one index)
-    device: str = "auto"  # auto | cpu | cuda: where passages are encoded (bf16 on a GPU, fp32 on the CPU)
+    device: str = "auto"  # auto | cpu | cuda: where passages are encoded (bf16 autocast on a GPU, fp32 on the CPU)
+    search_buffer_mb: int = 1024  # bound on the fp16 score matrix of one search tile (the retrieval baselines)
 
     def check(self, where):
         choice(self.device, ("auto", "cpu", "cuda"), f"{where}.device")

@@ -101,15 +101,19 @@ def _worker(assets: dict, out: str, sigterm_at: int) -> int:
     batch 1, grad_accum 2 (1 per rank with 2 ranks): 9 steps, checkpoint every 2."""
     from jsarag.data.examples import load_examples
     from jsarag.evaluate import tiny_kb as tiny
+    from jsarag.model import dense_index as di
     from jsarag.train import TRAINERS
+    from jsarag.train.distributed import DataParallel
     from jsarag.train.preemption import Preempted
 
+    dp = DataParallel.from_env("cpu")  # the rank first, as jsarag.train does: then the model, on dp.device
     torch.manual_seed(int(os.environ["RANK"]) + 7)  # ranks start from different LoRA weights: rank 0's are broadcast
     cfg = TRAINERS["jsa"].config_class.from_dict(dict(
         epochs=2, batch_size=1, grad_accum=2, lr_generator=1e-3, lr_retriever=1e-3, warmup_steps=1, k=3, tau=1.0, threads=1,
         checkpoint_every=2, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, max_input_tokens=128, proposals=4))
-    model = tiny.model_factory(assets["encoder"], assets["causal"], assets["kb"])("jsa", cfg)
-    trainer = TRAINERS["jsa"](cfg, model, load_examples(Path(assets["kb"]) / "train.jsonl"), out)
+    model = tiny.model_factory(assets["encoder"], assets["causal"], assets["kb"], shard=dp)("jsa", cfg)
+    assert (model.index.lo, model.index.hi) == di.shard_rows(model.index.ntotal, dp.rank, dp.world)
+    trainer = TRAINERS["jsa"](cfg, model, load_examples(Path(assets["kb"]) / "train.jsonl"), out, dp=dp)
     trainer.dp.per_micro_seed = True  # a 1-process reference draws as the ranks do
     if sigterm_at:
         step = trainer.scheduler.step

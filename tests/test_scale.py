@@ -46,14 +46,14 @@ def test_shards_merged_equal_one_shot(corpus, tiny_encoder_dir, tmp_path):
     n = shards.build_dense(d / "passages.jsonl", tiny_encoder_dir, tmp_path / "merged", params(5), tmp_path / "sh")
     assert n == len(passages) and len(list((tmp_path / "sh").glob("*.f16.npy"))) == 5
     a, b = di.DenseIndex(one), di.DenseIndex(tmp_path / "merged", expect_rows=len(passages))
-    assert isinstance(b.matrix, np.memmap) and b.matrix.dtype == np.float16
-    np.testing.assert_allclose(np.asarray(a.matrix, np.float32), np.asarray(b.matrix, np.float32), atol=2e-3)
+    assert isinstance(b.held, np.memmap) and b.held.dtype == np.float16
+    np.testing.assert_allclose(np.asarray(a.held, np.float32), np.asarray(b.held, np.float32), atol=2e-3)
     assert (one / "docid").read_text() == (tmp_path / "merged" / "docid").read_text() == "".join(p["id"] + "\n" for p in passages)
-    q = torch.from_numpy(np.asarray(a.matrix[:6], np.float32))
+    q = torch.from_numpy(np.asarray(a.held[:6], np.float32))
     assert (a.search(q, 3)[:, 0] == np.arange(6)).all() and (a.search(q, 3) == b.search(q, 3)).all()
     # the merged file is what FAISS (and so Pyserini's FaissSearcher) reads
     fx = faiss.read_index(str(tmp_path / "merged" / "index"))
-    assert fx.ntotal == n and np.array_equal(fx.reconstruct_n(0, n), np.asarray(b.matrix, np.float32))
+    assert fx.ntotal == n and np.array_equal(fx.reconstruct_n(0, n), np.asarray(b.held, np.float32))
 
 
 def test_more_shards_than_passages(corpus, tiny_encoder_dir, tmp_path):
@@ -104,23 +104,27 @@ def _random_index(path, n=5000, d=32, seed=0):
 
 
 def test_search_matches_faiss_flat(tmp_path, monkeypatch):
+    from jsarag.model import search
+
     x = _random_index(tmp_path / "ix")
     rng = np.random.default_rng(1)
     q = (x[rng.integers(0, len(x), 8)] + 0.3 * rng.standard_normal((8, x.shape[1]))).astype(np.float32)
     flat = faiss.IndexFlatIP(x.shape[1])
     flat.add(x)
     ref_s, ref_r = flat.search(q, 10)
-    monkeypatch.setattr(di, "CPU_CHUNK_ROWS", 700)  # several blocks, merged
+    monkeypatch.setattr(search, "CPU_CHUNK_ROWS", 700)  # several row tiles of the memory map, merged
     monkeypatch.setattr(di, "RESCORE_MARGIN", 0)  # only 2k fp16 candidates re-scored
-    index = di.DenseIndex(tmp_path / "ix", expect_rows=len(x))
-    assert isinstance(index.matrix, np.memmap)
+    index = di.DenseIndex(tmp_path / "ix", expect_rows=len(x), buffer_bytes=2 * 3 * 700)  # 3 queries a tile
+    assert isinstance(index.held, np.memmap)
     s, r = index.search_scores(torch.from_numpy(q), 10)
     assert np.array_equal(r.numpy(), ref_r) and np.allclose(s.numpy(), ref_s, atol=1e-5)
-    # the GPU path (fp16 row blocks, matmul + top-k per device, merged), here on three CPU "devices"
-    index.hold_blocks(["cpu", "cpu", "cpu"])
-    s16, r16 = index.search_scores(torch.from_numpy(q), 10)
-    assert np.array_equal(r16.numpy(), ref_r) and np.allclose(s16.numpy(), ref_s, atol=1e-5)  # fp16 scan, fp32 re-score
-    np.testing.assert_array_equal(index.vectors(r16[:, :2]).numpy(), x[r16[:, :2].numpy()])
+    assert index.peak_score_bytes == 2 * 3 * 700
+    # the GPU path's held tensor (one fp16 tensor scanned in tiles), here on the CPU
+    scan = search.Scan(budget_bytes=2 * 8 * 1000)
+    s16, r16 = scan.run(torch.from_numpy(q), torch.from_numpy(x.astype(np.float16)), 0, 20, "cpu")
+    assert s16.dtype == torch.float16 and scan.peak_score_bytes == 2 * 5000 <= scan.budget_bytes  # a query a tile; fp16 top-k
+    assert all(set(ref) <= set(got) for ref, got in zip(ref_r, r16.numpy()))  # FAISS's top-10 among the fp16 top-20
+    np.testing.assert_array_equal(index.vectors(r[:, :2]).numpy(), x[r[:, :2].numpy()])
 
 
 def test_index_row_count_checked_and_bad_file(tmp_path):

@@ -56,7 +56,7 @@ def load_for_eval(p: RunParams, passages: str, index: str, retriever: str, gener
     """The trained model of a run, in eval mode."""
     torch.set_num_threads(p.train.threads)
     model = build_model(p.train, p.retriever, p.generator, retriever, generator, index, passages,
-                        TRAINERS[p.method].uses_posterior)
+                        TRAINERS[p.method].uses_posterior, training=False)
     load_trained(model, weights)
     model.eval()
     return model

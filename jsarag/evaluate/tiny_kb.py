@@ -91,15 +91,16 @@ def knowledge_base(d: str | Path, encoder_dir: str) -> Path:
     return d
 
 
-def model_factory(encoder_dir: str, causal_dir: str, kb: str | Path):
-    """factory(method, cfg) -> a LatentModel on the tiny assets (the enumerable setting)."""
+def model_factory(encoder_dir: str, causal_dir: str, kb: str | Path, shard=None):
+    """factory(method, cfg) -> a LatentModel on the tiny assets (the enumerable setting); `shard`:
+    the training ranks' group, each rank holding its own rows of the index."""
     from jsarag.config import GeneratorConfig, RetrieverConfig
     from jsarag.model.factory import build_model
     from jsarag.train import TRAINERS
 
     def make(method, cfg):
         return build_model(cfg, RetrieverConfig(source=encoder_dir), GeneratorConfig(source=causal_dir), encoder_dir, causal_dir,
-                           str(Path(kb) / "dense"), str(Path(kb) / "passages.jsonl"), TRAINERS[method].uses_posterior)
+                           str(Path(kb) / "dense"), str(Path(kb) / "passages.jsonl"), TRAINERS[method].uses_posterior, shard=shard)
 
     return make
 

@@ -44,7 +44,7 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
 
     ev = p.evaluate
     torch.set_num_threads(p.train.threads)
-    model = build_model(p.train, p.retriever, p.generator, retriever, generator, index, passages, posterior=True)
+    model = build_model(p.train, p.retriever, p.generator, retriever, generator, index, passages, posterior=True, training=False)
     model.eval()  # LoRA starts at zero: this is the untrained generator
     examples = load_examples(test)
     by_id = {}

@@ -55,7 +55,7 @@ def dense_run(examples, index_dir: str, passages: str, model: str, p: IndexParam
     q = torch.from_numpy(enc.encode([context_text(e) for e in examples], batch_size=p.index.dense_batch_size))
     q = torch.nn.functional.normalize(q, dim=-1)
     store = PassageStore(passages)
-    index = DenseIndex(index_dir, device=device, expect_rows=len(store))
+    index = DenseIndex(index_dir, device=device, expect_rows=len(store), buffer_bytes=p.index.search_buffer_mb << 20)
     rows_idx = index.search(q, k)
     all_ids = (Path(index_dir) / DOCID_FILE).read_text(encoding="utf-8").splitlines()
     rows = []

@@ -32,14 +32,16 @@ def shard_range(n_rows: int, shards: int, shard: int) -> tuple[int, int]:
 
 
 def load_encoder(model: str, p: IndexParams):
-    """The passage encoder on the configured device: bf16 weights on a GPU, fp32 on the CPU."""
-    from jsarag.model.device import compute_dtype, resolve_device
+    """The passage encoder on the configured device (cuda:N for local rank N). On a GPU it encodes
+    under bf16 autocast, the precision of the query encoders in training and evaluation (the same
+    Encoder forward), so passages and queries are encoded alike; fp32 on the CPU."""
+    from jsarag.model.device import resolve_device
     from jsarag.model.encoders import Encoder
     from jsarag.model.sources import load_model, load_tokenizer
 
     device = resolve_device(p.index.device, "index.device")
     r = p.retriever
-    enc = Encoder(load_model(model, "encoder", dtype=compute_dtype(device)), load_tokenizer(model), r.pooling, r.normalize, r.max_length)
+    enc = Encoder(load_model(model, "encoder", device=device), load_tokenizer(model), r.pooling, r.normalize, r.max_length)
     return enc.to(device)
 
 

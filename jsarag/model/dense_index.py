@@ -5,28 +5,35 @@ passage id per line). Written by the index stage, read by training, evaluation a
 `index` is a FAISS `IndexScalarQuantizer` with fp16 codes: FaissSearcher reads it with
 `faiss.read_index`, and because FAISS writes the codes last, as one contiguous block, the same file
 is the [N, d] fp16 embedding matrix at a fixed offset. `DenseIndex` memory-maps that block, so
-processes share the page cache instead of each holding a copy; on a GPU it holds it in GPU memory
-(split across GPUs when several) and searches by matmul and top-k. An older fp32 `IndexFlatIP`
-still loads (into memory, as fp16).
+processes share the page cache instead of each holding a copy. An older fp32 `IndexFlatIP` still
+loads (into memory, as fp16).
+
+Where the rows live:
+- one process on the CPU: the memory map, scanned in tiles (jsarag/model/search.py);
+- one process on a GPU: the whole matrix in that GPU's memory, fp16;
+- W training ranks (`shard`): rank r holds rows [r*N/W, (r+1)*N/W) only, on its own device, as
+  Atlas does. A search all-gathers the queries, each rank scans its rows and re-scores its best in
+  fp32, the candidates are all-gathered and merged: the result is FAISS flat's top-k over all rows.
 """
 from __future__ import annotations
 
 import struct
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from jsarag import InputError
+from jsarag.model.device import is_cuda
 from jsarag.model.encoders import Encoder, passage_text
 from jsarag.model.passages import PassageStore
+from jsarag.model.search import DEFAULT_BUFFER_BYTES, Scan
 
 INDEX_FILE, DOCID_FILE = "index", "docid"  # Pyserini's FaissSearcher file names
 SQ_FOURCC, COUNT_BYTES = b"IxSQ", 8  # FAISS scalar-quantizer index; codes follow a size_t count
 RESCORE_MARGIN = 16  # extra fp16 candidates re-scored in fp32
-CPU_CHUNK_ROWS = 1 << 16  # rows converted to fp32 per matmul on the CPU (256 MiB at 1024-d)
 
 
 def encode_passages(encoder: Encoder, passages: list[dict], batch_size: int = 16) -> np.ndarray:
@@ -91,141 +98,183 @@ def open_matrix(path: Path) -> np.ndarray:
     return index.reconstruct_n(0, index.ntotal).astype(np.float16)
 
 
-def topk_merge(scores: list[torch.Tensor], rows: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge per-block top-k (scores, global rows) into the overall top-k, best first."""
-    s, r = torch.cat(scores, 1), torch.cat(rows, 1)
-    best, pos = s.topk(min(k, s.shape[1]), dim=1)
-    return best, r.gather(1, pos)
+class Group(Protocol):
+    """The collectives a sharded index needs (jsarag.train.distributed.DataParallel has them)."""
+    rank: int
+    world: int
+
+    def all_gather(self, t: torch.Tensor) -> list[torch.Tensor]: ...  # equal shapes on every rank
+
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor: ...  # sum, in place
+
+
+def shard_rows(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [lo, hi) of rank `rank` of `world`: equal slices, the remainder spread."""
+    return rank * n // world, (rank + 1) * n // world
+
+
+def _gather_rows(group: Group, t: torch.Tensor) -> tuple[list[torch.Tensor], list[int]]:
+    """All ranks' `t` ([n_r, ...], n_r may differ): padded all-gather, then unpadded; and the n_r."""
+    sizes = [int(s) for s in group.all_gather(torch.tensor([t.shape[0]], device=t.device))]
+    pad = torch.zeros((max(sizes) - t.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
+    parts = group.all_gather(torch.cat([t, pad]))
+    return [p[:n] for p, n in zip(parts, sizes)], sizes
 
 
 class DenseIndex:
-    """The passage embeddings, searched where the model runs.
+    """The passage embeddings, searched where the model runs (see the module docstring).
 
-    device "cpu": the fp16 matrix stays memory-mapped; a search multiplies it block by block in fp16
-    (no fp32 copy) and keeps each block's top candidates. device "cuda": the matrix is copied to GPU memory in fp16, split in
-    equal row blocks over every visible GPU (or handed to FAISS on the GPUs when `use_faiss_gpu`
-    and faiss has GPU support); a search is one fp16 matmul and top-k per GPU, the per-GPU top-k
-    merged on the first."""
+    `device`: "cpu" (the memory map) or "cuda:N" (the held rows in that GPU's memory). `shard`: the
+    process group of the training ranks, each holding its own rows. `buffer_bytes` bounds the score
+    matrix of one search tile."""
 
-    def __init__(self, index_dir: str | Path, device: str = "cpu", expect_rows: int | None = None, use_faiss_gpu: bool = False):
+    def __init__(self, index_dir: str | Path, device: str = "cpu", expect_rows: int | None = None, shard: Group | None = None,
+                 buffer_bytes: int = DEFAULT_BUFFER_BYTES):
         path = Path(index_dir) / INDEX_FILE
         if not path.exists():
             raise InputError(f"{path}: dense index not found")
-        self.path, self.matrix = path, open_matrix(path)
-        if expect_rows is not None and expect_rows != self.ntotal:
-            raise InputError(f"{path}: the dense index has {self.ntotal} rows but passages.jsonl has {expect_rows}: rebuild the index")
-        self.device, self.blocks, self.faiss_gpu = "cpu", [], []
-        if device.startswith("cuda"):
-            self.to_device(device, use_faiss_gpu)
+        matrix = open_matrix(path)
+        if expect_rows is not None and expect_rows != matrix.shape[0]:
+            raise InputError(f"{path}: the dense index has {matrix.shape[0]} rows but passages.jsonl has {expect_rows}: rebuild the index")
+        self._setup(path, matrix, device, shard, buffer_bytes)
 
     @classmethod
-    def from_matrix(cls, matrix) -> DenseIndex:
-        """An index over an [N, d] fp16 matrix already in memory: a numpy array (searched as on the
-        CPU) or a CUDA tensor (searched on that GPU). For benchmarks and in-memory knowledge bases."""
+    def from_matrix(cls, matrix, device: str = "cpu", shard: Group | None = None, buffer_bytes: int = DEFAULT_BUFFER_BYTES) -> DenseIndex:
+        """An index over an [N, d] fp16 matrix already in memory (numpy, or a torch tensor on `device`)."""
         self = cls.__new__(cls)
-        self.path, self.matrix, self.blocks, self.faiss_gpu, self.device = Path("<memory>"), matrix, [], [], "cpu"
-        if isinstance(matrix, torch.Tensor):
-            self.blocks, self.device = [(0, matrix)], str(matrix.device)
+        self._setup(Path("<memory>"), matrix, device, shard, buffer_bytes)
         return self
 
-    @property
-    def ntotal(self) -> int:
-        return self.matrix.shape[0]
+    def _setup(self, path: Path, matrix, device: str, shard: Group | None, buffer_bytes: int) -> None:
+        if device == "cuda" or (is_cuda(device) and not torch.cuda.is_available()):
+            raise InputError(f"{path}: device {device!r}: a GPU must be named cuda:N (jsarag.model.device.placement) and present")
+        self.path, self.device, self.group = path, device, shard if shard is not None and shard.world > 1 else None
+        self.ntotal, self.dim = int(matrix.shape[0]), int(matrix.shape[1])
+        self.lo, self.hi = shard_rows(self.ntotal, self.group.rank, self.group.world) if self.group else (0, self.ntotal)
+        self.scan = Scan(buffer_bytes)
+        self.refreshed_at: int | None = None  # the step of the last index refresh (None: the file's rows)
+        self.held = self._hold(matrix[self.lo: self.hi])
+
+    def _hold(self, rows, chunk: int = 1 << 16):
+        """The held rows: a view of the memory map on the CPU; an fp16 tensor on a GPU, filled chunk by chunk
+        (never a host copy of the whole shard)."""
+        if not is_cuda(self.device):
+            return rows.detach().cpu().numpy() if isinstance(rows, torch.Tensor) else rows
+        if isinstance(rows, torch.Tensor):
+            return rows.to(self.device, torch.float16)
+        out = torch.empty(rows.shape, dtype=torch.float16, device=self.device)
+        for s in range(0, rows.shape[0], chunk):
+            out[s: s + chunk] = torch.from_numpy(np.array(rows[s: s + chunk], dtype=np.float16)).to(self.device)
+        return out
 
     @property
-    def dim(self) -> int:
-        return self.matrix.shape[1]
+    def sharded(self) -> bool:
+        return self.group is not None
 
-    def to_device(self, device: str, use_faiss_gpu: bool = False) -> None:
-        """Hold the matrix in GPU memory, in equal row blocks over all visible GPUs: torch fp16
-        tensors searched by matmul + top-k, or (use_faiss_gpu, with a GPU build of faiss) one
-        fp16 GpuIndexFlatIP per GPU. Both are filled block by block, never as one fp32 host copy."""
-        if not torch.cuda.is_available():
-            raise InputError(f"{self.path}: device {device!r} asked for, but no CUDA device is present")
-        devices = [f"cuda:{g}" for g in range(torch.cuda.device_count())]
-        import faiss
+    # -- search -----------------------------------------------------------------------------
+    def _local(self, q: torch.Tensor, wide: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's best `wide` rows of each query, re-scored exactly: (fp32 scores, global rows), on the CPU."""
+        _, rows = self.scan.run(q, self.held, self.lo, wide, self.device)
+        vec = self._held_vectors(rows - self.lo)
+        exact = torch.einsum("qd,qkd->qk", q.detach().float().to(vec.device), vec)
+        return exact.cpu(), rows.cpu()
 
-        if use_faiss_gpu and hasattr(faiss, "GpuIndexFlatIP") and faiss.get_num_gpus() > 0:
-            self.faiss_gpu = []
-            step = -(-self.ntotal // len(devices))
-            for g, start in enumerate(range(0, self.ntotal, step)):
-                cfg = faiss.GpuIndexFlatConfig()
-                cfg.device, cfg.useFloat16 = g, True
-                res = faiss.StandardGpuResources()  # must outlive the index: kept beside it
-                index = faiss.GpuIndexFlatIP(res, self.dim, cfg)
-                for s in range(start, min(start + step, self.ntotal), CPU_CHUNK_ROWS):
-                    index.add(np.asarray(self.matrix[s: min(s + CPU_CHUNK_ROWS, start + step)], dtype=np.float32))
-                self.faiss_gpu.append((start, index, res))
-        else:
-            self.hold_blocks(devices)
-        self.device = devices[0]
-
-    def hold_blocks(self, devices: list[str]) -> None:
-        """Copy the fp16 matrix into equal row blocks, one per device (searched by matmul + top-k)."""
-        step = -(-self.ntotal // len(devices))
-        self.blocks = [(s, torch.from_numpy(np.array(self.matrix[s: s + step])).to(dev))
-                       for dev, s in zip(devices, range(0, self.ntotal, step))]
-
-    def search_scores(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def search_scores(self, queries: torch.Tensor, k: int, replicated: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU.
 
-        The scan runs in fp16 (no fp32 copy of the matrix, on the CPU as on a GPU) and keeps
-        2k + 16 candidates; those are re-scored in fp32, so the result is the exact fp32 top-k
-        unless a true top-k row ranks below 2k + 16 in fp16."""
+        The scan runs in fp16 in bounded tiles and keeps 2k + 16 candidates per process; those are
+        re-scored in fp32, so the result is the exact fp32 top-k unless a true top-k row ranks below
+        2k + 16 in fp16. Sharded, this is a collective: every rank calls it, with its own queries, or
+        with the same ones when `replicated` (validation), which skips the query gather."""
         k = min(k, self.ntotal)
         wide = min(2 * k + RESCORE_MARGIN, self.ntotal)
-        q = queries.detach()
-        parts_s, parts_r = [], []
-        if self.faiss_gpu:
-            for start, index, _ in self.faiss_gpu:
-                s, r = index.search(np.ascontiguousarray(q.float().cpu().numpy()), min(wide, index.ntotal))
-                parts_s.append(torch.from_numpy(s))
-                parts_r.append(torch.from_numpy(r) + start)
-        elif self.blocks:
-            for start, block in self.blocks:
-                s, r = (q.to(block.device, torch.float16) @ block.T).float().topk(min(wide, block.shape[0]), dim=1)
-                parts_s.append(s.to(self.device))
-                parts_r.append(r.to(self.device) + start)
+        if not self.sharded:
+            s, r = self._local(queries, wide)
+            best, pos = s.topk(min(k, s.shape[1]), dim=1)
+            return best, r.gather(1, pos)
+        comm = self.device if is_cuda(self.device) else "cpu"
+        q = queries.detach().float().to(comm)
+        if replicated:
+            q_all, mine = q, slice(0, q.shape[0])
         else:
-            qh = q.cpu().half()
-            with warnings.catch_warnings():  # the memory map is read-only; nothing writes to it
-                warnings.simplefilter("ignore", UserWarning)
-                for start in range(0, self.ntotal, CPU_CHUNK_ROWS):
-                    block = torch.from_numpy(np.asarray(self.matrix[start: start + CPU_CHUNK_ROWS]))
-                    s, r = (qh @ block.T).float().topk(min(wide, block.shape[0]), dim=1)
-                    parts_s.append(s)
-                    parts_r.append(r + start)
-        _, rows = topk_merge(parts_s, parts_r, wide)
-        rows = rows.cpu()
-        exact = torch.einsum("qd,qkd->qk", q.float().cpu(), self.vectors(rows))
-        best, pos = exact.topk(k, dim=1)
-        return best, rows.gather(1, pos)
+            parts, sizes = _gather_rows(self.group, q)
+            q_all = torch.cat(parts)
+            start = sum(sizes[: self.group.rank])
+            mine = slice(start, start + sizes[self.group.rank])
+        s, r = self._local(q_all, wide)
+        pad = wide - s.shape[1]  # a shard with fewer rows than `wide`
+        s = torch.cat([s, torch.full((s.shape[0], pad), float("-inf"))], 1).to(comm)
+        r = torch.cat([r, torch.full((r.shape[0], pad), -1, dtype=torch.long)], 1).to(comm)
+        s_all = torch.cat(self.group.all_gather(s), 1).cpu()[mine]
+        r_all = torch.cat(self.group.all_gather(r), 1).cpu()[mine]
+        best, pos = s_all.topk(k, dim=1)
+        return best, r_all.gather(1, pos)
 
-    def search(self, queries: torch.Tensor, k: int) -> np.ndarray:
+    def search(self, queries: torch.Tensor, k: int, replicated: bool = False) -> np.ndarray:
         """Rows of each query's top-k, [Q, k] int64."""
-        return self.search_scores(queries, k)[1].numpy()
+        return self.search_scores(queries, k, replicated)[1].numpy()
+
+    @property
+    def peak_score_bytes(self) -> int:
+        """The largest score tile any search of this index allocated."""
+        return self.scan.peak_score_bytes
+
+    # -- vectors ----------------------------------------------------------------------------
+    def _held_vectors(self, local_rows: torch.Tensor) -> torch.Tensor:
+        """fp32 vectors of held rows (local numbering), on the held device."""
+        if isinstance(self.held, torch.Tensor):
+            return self.held[local_rows.to(self.held.device)].float()
+        flat = local_rows.reshape(-1).cpu().numpy()
+        uniq, inv = np.unique(flat, return_inverse=True)  # sorted reads from the memory map
+        vec = np.asarray(self.held[uniq], dtype=np.float32)[inv]
+        return torch.from_numpy(vec).reshape(*local_rows.shape, -1)
 
     def vectors(self, rows: torch.Tensor) -> torch.Tensor:
-        """Embeddings of the given rows, float32, shape rows.shape + (d,)."""
+        """Embeddings of the given global rows, float32 on the CPU, shape rows.shape + (d,). Sharded,
+        a collective: every rank asks for its rows, each answers those it holds, and a sum gives all."""
         flat = rows.reshape(-1).cpu()
-        if len(self.blocks) == 1:
-            block = self.blocks[0][1]
-            return block[flat.to(block.device)].float().cpu().reshape(*rows.shape, -1)
-        uniq, inv = np.unique(flat.numpy(), return_inverse=True)  # sorted reads from the memory map
-        vec = np.asarray(self.matrix[uniq], dtype=np.float32)[inv]
-        return torch.from_numpy(vec).reshape(*rows.shape, -1)
+        if not self.sharded:
+            return self._held_vectors(flat).cpu().reshape(*rows.shape, -1)
+        comm = self.device if is_cuda(self.device) else "cpu"
+        asks, sizes = _gather_rows(self.group, flat.to(comm))
+        ask = torch.cat(asks).cpu()
+        out = torch.zeros(ask.shape[0], self.dim, dtype=torch.float32, device=comm)
+        held = (ask >= self.lo) & (ask < self.hi)
+        if held.any():
+            out[held.to(comm)] = self._held_vectors(ask[held] - self.lo).to(comm)
+        self.group.all_reduce(out)
+        start = sum(sizes[: self.group.rank])
+        return out[start: start + flat.shape[0]].cpu().reshape(*rows.shape, -1)
 
-    def rebuild(self, encoder: Encoder, store: PassageStore, batch_size: int = 16, chunk: int = 4096) -> None:
-        """Index refresh: re-encode every passage with `encoder` (streamed) and replace the matrix
-        (held in memory as fp16 from then on; the file on disk is not touched)."""
-        new = np.empty((len(store), encoder.dim), dtype=np.float16)
-        for s in range(0, len(store), chunk):
-            new[s: s + chunk] = encode_passages(encoder, store.get(range(s, min(s + chunk, len(store)))), batch_size)
-        self.set_matrix(new)
+    # -- index refresh ----------------------------------------------------------------------
+    def refresh(self, encoder: Encoder, store: PassageStore, step: int, batch_size: int = 64, chunk: int = 4096) -> None:
+        """Re-encode the held rows with `encoder` (the prior's current weights, in the compute dtype of
+        its device), streamed from the passage store; each rank re-encodes its own shard only."""
+        new = np.empty((self.hi - self.lo, self.dim), dtype=np.float16)
+        for s in range(self.lo, self.hi, chunk):
+            new[s - self.lo: min(s + chunk, self.hi) - self.lo] = encode_passages(encoder, store.get(range(s, min(s + chunk, self.hi))),
+                                                                                  batch_size)
+        self.held, self.refreshed_at = self._hold(new), step
 
-    def set_matrix(self, matrix: np.ndarray) -> None:
-        """Replace the passage matrix (index refresh, or its restore from a checkpoint)."""
-        self.matrix = np.asarray(matrix, dtype=np.float16)
-        if self.device != "cpu":
-            use_faiss_gpu, self.blocks, self.faiss_gpu = bool(self.faiss_gpu), [], []
-            self.to_device(self.device, use_faiss_gpu)
+    def refresh_file(self, folder: str | Path, step: int) -> Path:
+        """Where the rows of this process's refresh at `step` are kept (its own file, not the checkpoint)."""
+        who = f"rank{self.group.rank}of{self.group.world}" if self.sharded else "rank0of1"
+        return Path(folder) / f"index-refresh.step{step}.{who}.npy"
+
+    def save_refresh(self, folder: str | Path) -> Path:
+        from jsarag.io import atomic_path
+
+        path = self.refresh_file(folder, self.refreshed_at)
+        held = self.held.cpu().numpy() if isinstance(self.held, torch.Tensor) else np.asarray(self.held)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, held)
+        return path
+
+    def load_refresh(self, folder: str | Path, step: int) -> None:
+        path = self.refresh_file(folder, step)
+        if not path.exists():
+            raise InputError(f"{path}: the checkpoint records an index refresh at step {step}, but its rows are missing")
+        rows = np.load(path, mmap_mode="r")
+        if rows.shape != (self.hi - self.lo, self.dim):
+            raise InputError(f"{path}: {rows.shape} rows, expected {(self.hi - self.lo, self.dim)} for rows [{self.lo}, {self.hi})")
+        self.held, self.refreshed_at = self._hold(np.array(rows)), step

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from jsarag.model.device import autocast
 from jsarag.model.sources import load_model, load_tokenizer
 
 
@@ -16,7 +17,12 @@ def passage_text(p: dict) -> str:
 
 
 class Encoder(nn.Module):
-    """A transformers encoder with CLS or mean pooling, optionally L2-normalized."""
+    """A transformers encoder with CLS or mean pooling, optionally L2-normalized.
+
+    The embedding is pooled from the last hidden state, so the model's own pooler layer (BERT's
+    dense + tanh over CLS) never contributes: it is frozen, which is what lets DDP run without
+    `find_unused_parameters`. On a GPU the forward runs under bf16 autocast (fp32 master weights
+    when trained), the same precision the passage encoder uses (jsarag/index/shards.py)."""
 
     def __init__(self, model, tokenizer, pooling: str = "mean", normalize: bool = True, max_length: int = 256):
         super().__init__()
@@ -24,6 +30,9 @@ class Encoder(nn.Module):
             raise ValueError(f"pooling must be cls or mean, got {pooling!r}")
         self.model, self.tokenizer = model, tokenizer
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
+        for name, p in model.named_parameters():
+            if name.split(".")[0] == "pooler":
+                p.requires_grad_(False)
 
     @classmethod
     def from_source(cls, source: str, pooling: str = "mean", normalize: bool = True, max_length: int = 256):
@@ -36,7 +45,8 @@ class Encoder(nn.Module):
     def forward(self, texts: list[str]) -> torch.Tensor:
         dev = next(self.model.parameters()).device
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(dev)
-        hidden = self.model(**enc).last_hidden_state
+        with autocast(dev):
+            hidden = self.model(**enc).last_hidden_state.float()
         if self.pooling == "cls":
             emb = hidden[:, 0]
         else:

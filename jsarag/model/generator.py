@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from jsarag.model.device import autocast, is_cuda
 from jsarag.model.sources import load_model, load_tokenizer
+from jsarag.phases import phase
 
 DEFAULT_INSTRUCTION = "Give a short answer to the Question based on relevant information given in Input."
 
@@ -86,10 +88,16 @@ class Generator(nn.Module):
                          task_type="SEQ_2_SEQ_LM" if self.is_encoder_decoder else "CAUSAL_LM")
         self.model = get_peft_model(self.model, cfg)
         # LoRA weights (and so their Adam state) in fp32 even on a bf16 base: bf16 would round
-        # away updates of lr 2e-5; peft casts the adapter's input to the adapter's dtype.
+        # away updates of lr 2e-5. On a GPU the forward runs under bf16 autocast, and peft's cast of
+        # each adapter's input to the adapter's dtype is turned off: without it every LoRA
+        # projection would read an fp32 copy of its bf16 input and run its matmuls in fp32.
         for p in self.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
+        if is_cuda(self.device):
+            for m in self.model.modules():
+                if hasattr(m, "cast_input_dtype_enabled"):
+                    m.cast_input_dtype_enabled = False
 
     @property
     def device(self):
@@ -122,7 +130,8 @@ class Generator(nn.Module):
     def loglik(self, contexts: list[str], passages: list[dict], targets: list[str], eos: list[bool] | None = None) -> LogLik:
         """log p(y|x,h) for aligned lists of contexts, passages and targets (one forward pass);
         eos[i] False scores target i without the closing EOS."""
-        prompts, tgts = self._prompt_ids(contexts, passages), self._target_ids(targets, eos)
+        with phase("tokenize"):
+            prompts, tgts = self._prompt_ids(contexts, passages), self._target_ids(targets, eos)
         T = max(len(t) for t in tgts)
         dev = self.device
         tmask = torch.zeros(len(tgts), T, dtype=torch.bool, device=dev)
@@ -130,11 +139,12 @@ class Generator(nn.Module):
         for i, t in enumerate(tgts):
             tgt[i, T - len(t):] = torch.tensor(t, device=dev)
             tmask[i, T - len(t):] = True
-        if self.is_encoder_decoder:
-            logits, n_tok = self._seq2seq_logits(prompts, tgts, T)
-        else:
-            logits, n_tok = self._causal_logits(prompts, tgts, T)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+        with phase("generator_forward"):
+            if self.is_encoder_decoder:
+                logits, n_tok = self._seq2seq_logits(prompts, tgts, T)
+            else:
+                logits, n_tok = self._causal_logits(prompts, tgts, T)
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
         logp = torch.where(tmask, logp, torch.zeros_like(logp))
         return LogLik(seq=logp.sum(-1), tokens=logp, mask=tmask, n_tokens=n_tok)
 
@@ -142,7 +152,8 @@ class Generator(nn.Module):
         ids, att = left_pad([p + t for p, t in zip(prompts, tgts)], self.tokenizer.pad_token_id)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         dev = self.device
-        out = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos.to(dev), logits_to_keep=T + 1)
+        with autocast(dev):
+            out = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos.to(dev), logits_to_keep=T + 1)
         # logits at position j predict token j+1: keep the T positions that predict the targets
         return out.logits[:, -(T + 1):-1], int(att.sum())
 
@@ -153,7 +164,8 @@ class Generator(nn.Module):
         for i, t in enumerate(tgts):
             labels[i, :len(t)] = torch.tensor(t)
         dev = self.device
-        out = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
+        with autocast(dev):
+            out = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev), labels=labels.to(dev))
         logits = torch.stack([out.logits[i].roll(T - len(t), dims=0) for i, t in enumerate(tgts)])
         return logits, int(att.sum()) + sum(map(len, tgts))
 
@@ -171,8 +183,10 @@ class Generator(nn.Module):
         for s in range(0, len(prompts), batch_size):
             ids, att = left_pad(prompts[s: s + batch_size], pad)
             L = ids.shape[1]
-            gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=att.to(self.device), max_new_tokens=max_new_tokens,
-                                      do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+            with autocast(self.device):  # the KV cache on: evaluation builds the generator without checkpointing
+                gen = self.model.generate(input_ids=ids.to(self.device), attention_mask=att.to(self.device), max_new_tokens=max_new_tokens,
+                                          do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+                                          use_cache=True)
             new = gen if self.is_encoder_decoder else gen[:, L:]
             if finished is not None:
                 finished.extend((new == self.tokenizer.eos_token_id).any(-1).tolist())

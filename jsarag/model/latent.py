@@ -13,6 +13,7 @@ from jsarag.model.encoders import Encoder
 from jsarag.model.generator import Generator
 from jsarag.model.passages import PassageStore
 from jsarag.model.retrievers import Candidates, DenseIndex, candidate_set, retriever_logits
+from jsarag.phases import phase
 
 
 @dataclass
@@ -43,18 +44,26 @@ class LatentModel(nn.Module):
         super().__init__()
         self.prior, self.posterior, self.generator = prior, posterior, generator
         self.index, self.store, self.tau = index, store, tau
+        self.device = str(next(prior.parameters()).device)
 
     @staticmethod
     def posterior_from_prior(prior: Encoder) -> Encoder:
         """The posterior retriever starts as a copy of the prior's query encoder."""
         return copy.deepcopy(prior)
 
-    def to_device(self, device) -> LatentModel:
-        """Move the trainable towers (the index and passage store stay on the host)."""
+    def to_device(self, device: str) -> LatentModel:
+        """Move the towers to `device` (the index holds its rows where it was built; the passage store
+        stays on the host)."""
         for m in (self.prior, self.posterior, self.generator):
             if m is not None:
                 m.to(device)
+        self.device = device
         return self
+
+    def forward(self, examples: list[dict], k: int, use_posterior: bool, extra_rows: list[list[int]] | None = None,
+                exact: bool = False) -> Scores:
+        """The training forward pass (what DDP wraps): `score`."""
+        return self.score(examples, k, use_posterior, extra_rows, exact)
 
     def components(self) -> dict[str, list[nn.Parameter]]:
         out = {"prior": [p for p in self.prior.parameters() if p.requires_grad],
@@ -69,21 +78,20 @@ class LatentModel(nn.Module):
         and the generator (one batched generator forward over all candidates of the batch)."""
         xs = [context_text(e) for e in examples]
         ys = [target_text(e) for e in examples]
-        q_prior = self.prior(xs)
-        queries = [q_prior]
-        q_post = None
-        if use_posterior:
-            q_post = self.posterior([posterior_text(e) for e in examples])
-            queries.append(q_post)
-        cand = candidate_set(self.index, k, queries, extra_rows, exact=exact)
-        dev = q_prior.device
-        cand = Candidates(cand.rows.to(dev), cand.mask.to(dev))
-        pvec = self.index.vectors(cand.rows).to(dev)
+        with phase("query_encode"):
+            q_prior = self.prior(xs)
+            q_post = self.posterior([posterior_text(e) for e in examples]) if use_posterior else None
+        with phase("search"):  # the candidate set and its passage vectors (collectives over a sharded index)
+            cand = candidate_set(self.index, k, [q for q in (q_prior, q_post) if q is not None], extra_rows, exact=exact)
+            dev = q_prior.device
+            cand = Candidates(cand.rows.to(dev), cand.mask.to(dev))
+            pvec = self.index.vectors(cand.rows).to(dev)
         prior_logits = retriever_logits(q_prior, pvec, self.tau, cand.mask)
         post_logits = retriever_logits(q_post, pvec, self.tau, cand.mask) if q_post is not None else None
 
         bs, us = cand.mask.nonzero(as_tuple=True)
-        passages = self.store.get(cand.rows[bs, us].tolist())
+        with phase("passage_fetch"):
+            passages = self.store.get(cand.rows[bs, us].tolist())
         ll = self.generator.loglik([xs[b] for b in bs.tolist()], passages, [ys[b] for b in bs.tolist()])
         B, U = cand.mask.shape
         T = ll.tokens.shape[1]

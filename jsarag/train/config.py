@@ -44,7 +44,8 @@ class TrainConfig(Section):
     checkpoint_every: int = 50
     threads: int = 2
     device: str = "auto"  # auto | cpu | cuda (cuda stops with an error when no GPU is present)
-    gradient_checkpointing: bool = False  # recompute the generator's activations in backward
+    gradient_checkpointing: bool = False  # recompute the generator's activations in backward (training only)
+    search_buffer_mb: int = 1024  # bound on the fp16 score matrix of one search tile (jsarag/model/search.py)
     seed: int = 0
     lora: dict | None = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
     instruction: str = DEFAULT_INSTRUCTION

@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from jsarag import InputError
 from jsarag.data.targets import visit
 from jsarag.io import atomic_path, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
+from jsarag.phases import phase
 from jsarag.train.config import TrainConfig
-from jsarag.train.distributed import DataParallel
+from jsarag.train.distributed import DataParallel, rank_threads
 from jsarag.train.preemption import Preempted, StopFlag
 from jsarag.train.validation import Validator
 
@@ -52,8 +54,14 @@ class Trainer:
     uses_posterior = False
 
     def __init__(self, cfg: TrainConfig, model: LatentModel, examples: list[dict], out_dir: str | Path,
-                 valid_examples: list[dict] | None = None):
+                 valid_examples: list[dict] | None = None, dp: DataParallel | None = None):
+        """`dp`: this process's rank, bound before the model was built (DataParallel.from_env); one
+        process when omitted."""
         self.cfg, self.model, self.examples = cfg, model, examples
+        self.dp = dp if dp is not None else DataParallel.from_env(cfg.device)
+        if self.dp.world > 1 and model.device != self.dp.device:
+            raise InputError(f"rank {self.dp.rank}: the model was built on {model.device}, the rank is bound to {self.dp.device}: "
+                             "bind the rank (DataParallel.from_env) before building the model")
         self.validator = Validator(valid_examples, cfg.valid_every, cfg.valid_k, cfg.keep_best)
         self.out = Path(out_dir)
         self.files = RunFiles(str(out_dir))
@@ -75,7 +83,7 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.state: dict = {}  # method state saved in checkpoints (the MIS cache)
         self.log_rows: list[dict] = []  # metrics of the steps done, also kept in checkpoints
-        self.dp = DataParallel.from_env()  # one process, or this rank of a torchrun job (distributed.py)
+        self.net = self.dp.wrap(model)  # DDP over the trainable parameters under torchrun (distributed.py)
 
     # -- to override ------------------------------------------------------------------------
     def loss_from_scores(self, batch: list[dict], s: Scores) -> tuple[torch.Tensor, dict]:
@@ -87,8 +95,7 @@ class Trainer:
         return None
 
     def compute_loss(self, batch: list[dict]) -> tuple[torch.Tensor, dict, Scores]:
-        s = self.model.score(batch, k=self.cfg.k, use_posterior=self.uses_posterior, extra_rows=self.extra_rows(batch),
-                             exact=self.cfg.exact)
+        s = self.net(batch, k=self.cfg.k, use_posterior=self.uses_posterior, extra_rows=self.extra_rows(batch), exact=self.cfg.exact)
         loss, logs = self.loss_from_scores(batch, s)
         logs = {"loss": loss.item(), **logs, "candidates": s.mask.sum(-1).float().mean().item()}
         return loss, logs, s
@@ -136,13 +143,22 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "sampler": self.sampler.get_state()},
-            "best": self.validator.best,
+            "best": self.validator.best, "index_refresh_step": self.model.index.refreshed_at,
         }
-        if self.cfg.index_refresh:
-            ck["index"] = np.asarray(self.model.index.matrix)
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(ck, tmp)
         self.dp.barrier()
+        self.drop_stale_refreshes()
+
+    def drop_stale_refreshes(self) -> None:
+        """Each rank removes its index-refresh files older than the one the checkpoint names."""
+        index = self.model.index
+        if index.refreshed_at is None:
+            return
+        keep = index.refresh_file(self.checkpoint_path.parent, index.refreshed_at)
+        for f in self.checkpoint_path.parent.glob(keep.name.replace(f"step{index.refreshed_at}.", "step*.")):
+            if f != keep:
+                f.unlink()
 
     def drop_checkpoint(self) -> None:
         """A finished run keeps its model, not its checkpoint: the checkpoint exists to resume a
@@ -153,7 +169,8 @@ class Trainer:
         path = self.checkpoint_path
         if not path.exists():
             return False
-        ck = torch.load(path, weights_only=False)
+        # to the host: the RNG states must be CPU tensors; load_state_dict copies each tensor to its parameter's device
+        ck = torch.load(path, map_location="cpu", weights_only=False)
         if ck.get("fingerprint") != self.fingerprint():
             log.warning("%s was written with another config or data: starting from step 0", path)
             return False
@@ -166,8 +183,8 @@ class Trainer:
         np.random.set_state(ck["rng"]["numpy"])
         random.setstate(ck["rng"]["python"])
         self.sampler.set_state(ck["rng"]["sampler"])
-        if "index" in ck:
-            self.model.index.set_matrix(ck["index"])
+        if ck.get("index_refresh_step") is not None:  # each rank reloads its own re-encoded rows
+            self.model.index.load_refresh(path.parent, ck["index_refresh_step"])
         self.validator.best = ck.get("best", {})
         self.step = ck["step"]
         return True
@@ -183,7 +200,7 @@ class Trainer:
     def train(self, progress: bool = True, stop_after: int | None = None) -> dict | None:
         """Train to the end, resuming from the last checkpoint if there is one. `stop_after` ends the
         process abruptly after that step, without a final checkpoint (tests use it as a kill)."""
-        torch.set_num_threads(self.cfg.threads)
+        torch.set_num_threads(rank_threads(self.cfg.threads, self.dp.world))
         resumed = self.load_checkpoint()
         if resumed:
             logging.getLogger("jsarag.train").info("resumed from %s at step %d of %d", self.checkpoint_path, self.step, self.total_steps)
@@ -198,8 +215,8 @@ class Trainer:
             log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
         comps = self.model.components()
         all_params = [p for ps in comps.values() for p in ps]
-        dp.broadcast(all_params)
         local_accum, seen = dp.local_accum(self.cfg.grad_accum), []
+        scale = dp.loss_scale(self.cfg.grad_accum)
         self.train_mode()
         t_start = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.method}", mininterval=2, disable=not progress)
@@ -210,24 +227,28 @@ class Trainer:
                     continue
                 dp.seed_sampler(self.sampler, self.cfg.seed, micro)
                 seen += [ex["id"] for ex in batch]
-                loss, logs, scores = self.compute_loss(batch)
-                (loss / self.cfg.grad_accum).backward()
+                with dp.no_sync(self.net, sync=acc + 1 == local_accum):  # DDP all-reduces in the last backward of the step
+                    loss, logs, scores = self.compute_loss(batch)
+                    with phase("backward"):
+                        (loss * scale).backward()
                 tokens += scores.n_tokens
                 for key, v in logs.items():
                     logs_acc[key] = logs_acc.get(key, 0.0) + v / self.cfg.grad_accum
                 acc += 1
                 if acc < local_accum:
                     continue
-                logs_acc, tokens = dp.reduce_step(all_params, logs_acc, tokens)
-                dp.sync_state(self.state, seen)
+                with phase("sync"):
+                    logs_acc, tokens = dp.reduce_logs(logs_acc, tokens)
+                    dp.sync_state(self.state, seen)
                 seen = []
-                norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
-                for ps in (comps.values() if self.cfg.clip_per_component else [all_params]):
-                    torch.nn.utils.clip_grad_norm_(ps, self.cfg.clip)
-                lr = self.scheduler.get_last_lr()[0]
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                with phase("optimizer"):
+                    norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
+                    for ps in (comps.values() if self.cfg.clip_per_component else [all_params]):
+                        torch.nn.utils.clip_grad_norm_(ps, self.cfg.clip)
+                    lr = self.scheduler.get_last_lr()[0]
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 dt = time.perf_counter() - t0
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}
@@ -239,15 +260,18 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs_acc.get('loss', float('nan')):.3f}")
                 acc, logs_acc, tokens = 0, {}, 0
-                if self.cfg.index_refresh and self.step % self.cfg.index_refresh == 0:
-                    self.model.index.rebuild(self.model.prior, self.model.store)
+                if self.cfg.index_refresh and self.step % self.cfg.index_refresh == 0:  # each rank its own rows, to its own file
+                    self.model.index.refresh(self.model.prior, self.model.store, self.step)
+                    self.model.index.save_refresh(self.checkpoint_path.parent)
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save_checkpoint()
                 if stop_after is not None and self.step >= stop_after:
                     bar.close()
                     stop.close()
                     return None
-                if stop.any_rank(dp):  # SIGTERM / SIGUSR1: checkpoint, then exit for a retry (preemption.py)
+                with phase("sync"):
+                    stopping = stop.any_rank(dp)
+                if stopping:  # SIGTERM / SIGUSR1: checkpoint, then exit for a retry (preemption.py)
                     if self.step % self.cfg.checkpoint_every and self.step != self.total_steps:
                         self.save_checkpoint()
                     stop.close()

@@ -34,7 +34,7 @@ def validate(model: LatentModel, examples: list[dict], k_values, batch_size: int
     try:
         xs = [context_text(e) for e in examples]
         q = model.prior.encode(xs, batch_size=64)
-        rows = model.index.search(torch.from_numpy(q), max(k_values))
+        rows = model.index.search(torch.from_numpy(q), max(k_values), replicated=True)  # every rank validates the same questions
         rows = [[int(i) for i in r if i >= 0] for r in rows]  # -1: fewer passages than k
         hits = [passage_hits(e, model.store.get(r)) for e, r in zip(examples, rows)]
         out = {metric_key(k): v for k, v in retrieval_metrics(hits, list(k_values)).items()}

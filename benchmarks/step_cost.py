@@ -1,17 +1,30 @@
-"""Step cost of JSA-RAG and VRAG relative to RAG, measured side by side in one run.
+"""Step cost of JSA-RAG and VRAG relative to RAG, measured side by side in one run; and, with
+`--world 2`, data-parallel training on 2 gloo processes against 1 (jsarag/train/distributed.py).
 
 Every method scores the same candidate set (exact mode over the same N real passages, so the
 candidate count is equal), with the real retriever and generator. Each method runs in its own
 child process (so peak memory is its own); the parent prints the ratios as JSON.
 
+`--world 2 --method jsa` instead runs the real training loop (Trainer.train: DDP, the sharded
+index, every sync) for `--steps` steps in 1 process (grad_accum 2) and in 2 processes (one
+micro-batch each), alternating the two layouts for `--rounds` rounds, and prints the step-time
+ratio per round. Inside the 2-process run it then compares the gradient sync on the same
+micro-batch, interleaved step by step: DDP (all-reduce in buckets during backward) against the
+all-reduce this suite used before (every gradient copied into one fp32 buffer after backward, then
+all-reduced): the time each adds beyond a backward with no communication.
+
 Usage (after the workflow has exported models and prepared data):
   python benchmarks/step_cost.py [--n-passages 8 --steps 8 --warmup 2]
+  python benchmarks/step_cost.py --world 2 --method jsa [--steps 4 --rounds 3]
   (defaults: the embedded default's passages, NQ train split and exported models, from jsarag.layout)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,9 +46,8 @@ def vm(field: str) -> float:
     raise KeyError(field)
 
 
-def child(args) -> None:
-    import torch
-
+def setup(args, method: str, tmp: str, dp=None, **overrides):
+    """The method's trainer on the first N real passages (exact mode), with the real models."""
     from jsarag.config import GeneratorConfig, RetrieverConfig
     from jsarag.data.examples import load_examples
     from jsarag.io import write_jsonl
@@ -46,25 +58,38 @@ def child(args) -> None:
     from jsarag.train import TRAINERS
     from jsarag.train.config import method_config
 
-    torch.set_num_threads(args.threads)
     cfg_all = yaml.safe_load(Path(args.config).read_text())
-    train = {**cfg_all["train"]["common"], **cfg_all["train"][args.child]}
+    train = {**cfg_all["train"]["common"], **cfg_all["train"][method]}
     train.update(exact=True, k=args.n_passages, epochs=1, max_steps=args.steps + args.warmup, checkpoint_every=10**9,
-                 threads=args.threads)
-    cfg = method_config(args.child, train)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = PassageStore(args.passages)
-        passages = store.get(range(args.n_passages))
+                 threads=args.threads, valid_every=0, keep_best="", **overrides)
+    cfg = method_config(method, train)
+    Path(tmp).mkdir(parents=True, exist_ok=True)
+    store = PassageStore(args.passages)
+    passages = store.get(range(args.n_passages))
+    if dp is None or dp.is_main:
         write_jsonl(f"{tmp}/passages.jsonl", passages)
         build_offsets(f"{tmp}/passages.jsonl")
         retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")
-        generator = GeneratorConfig.from_dict(cfg_all["models"]["generator"], "models.generator")
         enc = Encoder.from_source(args.retriever, retriever.pooling, retriever.normalize, retriever.max_length)
         build_small_index(f"{tmp}/dense", enc, passages)
-        model = build_model(cfg, retriever, generator, args.retriever, args.generator, f"{tmp}/dense", f"{tmp}/passages.jsonl",
-                            TRAINERS[args.child].uses_posterior)
-        examples = load_examples(args.examples)[: cfg.batch_size * (args.steps + args.warmup)]
-        trainer = TRAINERS[args.child](cfg, model, examples, f"{tmp}/run")
+    if dp is not None:
+        dp.barrier()
+    retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")
+    generator = GeneratorConfig.from_dict(cfg_all["models"]["generator"], "models.generator")
+    model = build_model(cfg, retriever, generator, args.retriever, args.generator, f"{tmp}/dense", f"{tmp}/passages.jsonl",
+                        TRAINERS[method].uses_posterior, device=dp.device if dp else "cpu", shard=dp)
+    n = cfg.batch_size * cfg.grad_accum * (args.steps + args.warmup)
+    examples = load_examples(args.examples)[:n]
+    return TRAINERS[method](cfg, model, examples, f"{tmp}/run", dp=dp)
+
+
+def child(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = setup(args, args.child, tmp)
+        model = trainer.model
         model.train()
         batches = list(trainer.batches(0))
         for _, batch in batches[: args.warmup]:
@@ -87,6 +112,96 @@ def child(args) -> None:
                           "step_peak_over_rss_mb": vm("VmHWM") - rss0}))
 
 
+def old_all_reduce(params) -> None:
+    """The gradient sync this suite used before DDP: every gradient copied into one fp32 buffer after
+    backward, one all-reduce, copied back (kept here only as the reference DDP is measured against)."""
+    import torch
+    import torch.distributed as td
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    td.all_reduce(flat)
+    i = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[i:i + g.numel()].view_as(g).to(g.device, g.dtype)
+        i += g.numel()
+
+
+def world_rank(args) -> None:
+    """One rank of a --world run: the real training loop, then the interleaved gradient-sync comparison."""
+    import torch
+
+    from jsarag.train.distributed import DataParallel, rank_threads
+
+    dp = DataParallel.from_env("cpu")
+    torch.set_num_threads(rank_threads(args.threads, dp.world))
+    trainer = setup(args, args.method, args.tmp, dp=dp, grad_accum=2, batch_size=1)
+    trainer.train(progress=False)
+    times = [r["step_time"] for r in trainer.log_rows if "step_time" in r][args.warmup:]
+    out = {"world": dp.world, "step_s": statistics.median(times), "steps": len(times)}
+    if dp.world > 1:  # the same micro-batch, three ways, interleaved: no sync, DDP's sync, the old all-reduce
+        params = [p for ps in trainer.model.components().values() for p in ps]
+        batch = next(iter(trainer.batches(0)))[1]
+        rows = {"local": [], "ddp": [], "old_backward": [], "old_all_reduce": []}
+        for _ in range(args.steps):
+            for way in ("local", "ddp", "old"):
+                trainer.optimizer.zero_grad(set_to_none=True)
+                with dp.no_sync(trainer.net, sync=way == "ddp"):
+                    loss = trainer.compute_loss(batch)[0] * dp.loss_scale(2)
+                    dp.barrier()
+                    t = time.perf_counter()
+                    loss.backward()
+                    dt = time.perf_counter() - t
+                rows["old_backward" if way == "old" else way].append(dt)
+                if way == "old":
+                    dp.barrier()
+                    t = time.perf_counter()
+                    old_all_reduce(params)
+                    rows["old_all_reduce"].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        out.update({"backward_no_sync_s": med["local"], "backward_ddp_s": med["ddp"],
+                    "ddp_sync_beyond_backward_s": med["ddp"] - med["local"],
+                    "old_sync_after_backward_s": med["old_all_reduce"] + med["old_backward"] - med["local"],
+                    "trainable_params": sum(p.numel() for p in params)})
+    if dp.is_main:
+        print(json.dumps(out), flush=True)
+
+
+def launch_world(args, world: int, tmp: str) -> dict:
+    """Run `world` ranks of this script (torchrun's environment, gloo); rank 0's JSON line."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port)}
+        cmd = [sys.executable, __file__, "--world-rank", "--tmp", f"{tmp}/w{world}"] + sys.argv[1:]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate() for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        if p.returncode:
+            raise SystemExit(f"rank failed ({p.returncode}):\n{err[-3000:]}")
+    return json.loads(outs[0][0].strip().splitlines()[-1])
+
+
+def compare_world(args) -> None:
+    """1 process against `--world` processes, alternated for `--rounds` rounds; ratios per round."""
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            one = launch_world(args, 1, f"{tmp}/{r}")
+            many = launch_world(args, args.world, f"{tmp}/{r}")
+            print(json.dumps({"round": r, "one": one, "many": many}), flush=True)
+            rounds.append((one, many))
+    ratio = [o["step_s"] / m["step_s"] for o, m in rounds]
+    print(json.dumps({
+        "method": args.method, "world": args.world, "speedup_per_round": ratio, "speedup_median": statistics.median(ratio),
+        "ddp_sync_beyond_backward_s": statistics.median(m["ddp_sync_beyond_backward_s"] for _, m in rounds),
+        "old_sync_after_backward_s": statistics.median(m["old_sync_after_backward_s"] for _, m in rounds),
+    }))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="config.yaml")
@@ -98,10 +213,19 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--world", type=int, default=0, help="compare this many gloo processes against 1 (training loop, DDP)")
+    ap.add_argument("--method", choices=METHODS, default="jsa", help="the method of a --world run")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of 1 and --world processes")
     ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--world-rank", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.world_rank:
+        return world_rank(args)
+    if args.world:
+        return compare_world(args)
     res = {}
     for m in METHODS:
         cmd = [sys.executable, __file__, "--child", m] + [a for a in sys.argv[1:]]

@@ -175,9 +175,13 @@ class DenseIndex:
     def _local(self, q: torch.Tensor, wide: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's best `wide` rows of each query, re-scored exactly: (fp32 scores, global rows), on the CPU."""
         _, rows = self.scan.run(q, self.held, self.lo, wide, self.device)
-        vec = self._held_vectors(rows - self.lo)
-        exact = torch.einsum("qd,qkd->qk", q.detach().float().to(vec.device), vec)
-        return exact.cpu(), rows.cpu()
+        q = q.detach()
+        step = max(1, self.scan.budget_bytes // max(1, 4 * rows.shape[1] * self.dim))  # the re-score's vectors within the budget too
+        exact = []
+        for s in range(0, rows.shape[0], step):
+            vec = self._held_vectors(rows[s: s + step] - self.lo)
+            exact.append(torch.einsum("qd,qkd->qk", q[s: s + step].float().to(vec.device), vec).cpu())
+        return (torch.cat(exact) if exact else torch.empty(0, rows.shape[1])), rows.cpu()
 
     def search_scores(self, queries: torch.Tensor, k: int, replicated: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k inner products of every query row: (scores float32 [Q, k], rows int64 [Q, k]) on the CPU.

@@ -33,8 +33,9 @@ class Flaky:
     with 200 and the whole file; `fail` maps a path to an HTTP status. `served` logs one
     (Range header, If-Range header, status, body bytes sent) per request."""
 
-    def __init__(self, data=DATA, drops=(), honor_range=True, fail=None):
+    def __init__(self, data=DATA, drops=(), honor_range=True, fail=None, range_from_zero=False):
         self.data, self.drops, self.honor_range, self.fail = data, list(drops), honor_range, dict(fail or {})
+        self.range_from_zero = range_from_zero  # a 206 whose Content-Range starts at 0, whatever was asked
         self.etag = f'"{hashlib.md5(data).hexdigest()}"'
         self.served: list[tuple[str | None, str | None, int, int]] = []
         owner = self
@@ -59,18 +60,21 @@ class Flaky:
         m = re.fullmatch(r"bytes=(\d+)-", rng or "")
         if m and self.honor_range and (if_range is None or if_range == self.etag):
             start = int(m.group(1))
+        partial = bool(start)
+        if partial and self.range_from_zero:
+            start = 0
         body = self.data[start:]
-        h.send_response(206 if start else 200)
+        h.send_response(206 if partial else 200)
         h.send_header("Content-Length", str(len(body)))
         h.send_header("ETag", self.etag)
         h.send_header("Accept-Ranges", "bytes" if self.honor_range else "none")
-        if start:
+        if partial:
             h.send_header("Content-Range", f"bytes {start}-{len(self.data) - 1}/{len(self.data)}")
         h.end_headers()
         cut = self.drops.pop(0) if self.drops else len(body)
         h.wfile.write(body[:cut])
         h.wfile.flush()
-        self.served.append((rng, if_range, 206 if start else 200, min(cut, len(body))))
+        self.served.append((rng, if_range, 206 if partial else 200, min(cut, len(body))))
         h.close_connection = True
 
     @property
@@ -122,6 +126,15 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, waits, caplog):
     assert [(s[0], s[2]) for s in srv.served] == [(None, 200), ("bytes=100000-", 200)]
     assert srv.served_twice == 100_000
     assert "ignored the Range request or the file changed (HTTP 200): restarting from byte 0" in caplog.text
+
+
+def test_a_partial_answer_from_elsewhere_in_the_file_restarts_the_part(tmp_path, waits, caplog):
+    out = tmp_path / "dl" / "c.bin"
+    with Flaky(drops=[100_000], range_from_zero=True) as srv, caplog.at_level(logging.WARNING, "jsarag.download"):
+        fetch("c", {"url": srv.url, "md5": MD5}, out)
+    assert out.read_bytes() == DATA
+    assert [(s[0], s[2]) for s in srv.served] == [(None, 200), ("bytes=100000-", 206), (None, 200)]
+    assert "answered Range bytes=100000- with Content-Range 'bytes 0-299999/300000'; restarting from byte 0" in caplog.text
 
 
 def test_changed_file_is_not_spliced_onto_the_old_part(tmp_path, waits):

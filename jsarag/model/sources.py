@@ -51,17 +51,17 @@ def _status(e) -> int | None:
 
 
 def _refusal(err: BaseException):
-    """The hub's authorization refusal (GatedRepoError, or HTTP 401/403) in the chain of `err`, or
+    """The hub's authorization refusal (HTTP 401/403, a GatedRepoError among them) in the chain of `err`, or
     None: transformers wraps huggingface_hub's errors in an OSError raised from them."""
     try:
-        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+        from huggingface_hub.errors import HfHubHTTPError
     except ImportError:
         return None
     seen: set[int] = set()
     e: BaseException | None = err
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, GatedRepoError) or (isinstance(e, HfHubHTTPError) and _status(e) in (401, 403)):
+        if isinstance(e, HfHubHTTPError) and _status(e) in (401, 403):  # GatedRepoError: 401 or 403
             return e
         e = e.__cause__ or e.__context__
     return None

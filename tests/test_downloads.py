@@ -189,6 +189,14 @@ def test_mirrors_are_tried_in_order(tmp_path, waits, caplog):
     assert leftovers(out.parent) == ["m.bin"]
 
 
+def test_file_url_is_fetched_whole(tmp_path, waits):
+    src = tmp_path / "src.bin"
+    src.write_bytes(DATA)
+    out = tmp_path / "dl" / "f.bin"
+    fetch("f", {"url": src.as_uri(), "md5": MD5}, out)
+    assert out.read_bytes() == DATA and leftovers(out.parent) == ["f.bin"]
+
+
 def test_hash_mismatch_names_the_download_and_both_hashes(tmp_path, waits):
     out = tmp_path / "dl" / "h.bin"
     with Flaky(drops=[50_000]) as srv:

@@ -80,6 +80,11 @@ def _load(meta_path: Path) -> _Meta | None:
         return None
 
 
+def _has_part_from(url: str, part: Path, meta_path: Path) -> bool:
+    meta = _load(meta_path)
+    return meta is not None and meta.url == url and part.exists() and part.stat().st_size > 0
+
+
 def _discard(part: Path, meta_path: Path) -> None:
     for p in (part, meta_path):
         p.unlink(missing_ok=True)
@@ -134,9 +139,10 @@ def _attempt(key: str, url: str, part: Path, meta_path: Path, sent_bytes: bool) 
         _discard(part, meta_path)
         raise
     with r:
+        status = r.status or 200  # file:// and ftp:// answers have no status: a whole file, like a 200
         length = r.headers.get("Content-Length")
         etag, last_mod = r.headers.get("ETag"), r.headers.get("Last-Modified")
-        if r.status == 206:
+        if status == 206:
             cr = _content_range(r.headers.get("Content-Range"))
             fits = (meta is not None and cr is not None and cr[0] == have and (meta.total is None or cr[1] == meta.total)
                     and (not meta.etag or not etag or etag == meta.etag)
@@ -147,7 +153,7 @@ def _attempt(key: str, url: str, part: Path, meta_path: Path, sent_bytes: bool) 
                 _discard(part, meta_path)
                 raise _Transient("a partial answer that does not continue the part")
             mode = "ab"
-        elif r.status == 200:
+        elif status == 200:
             if have:
                 log.warning("downloads.%s: %s ignored the Range request or the file changed (HTTP 200): "
                             "restarting from byte 0; the %d bytes received before are discarded", key, url, have)
@@ -158,7 +164,7 @@ def _attempt(key: str, url: str, part: Path, meta_path: Path, sent_bytes: bool) 
             meta = _Meta(url, int(length) if length and length.isdigit() else None, etag, last_mod)
             _save(meta_path, meta)
         else:
-            raise _Refused(f"the server answered HTTP {r.status} {r.reason}")
+            raise _Refused(f"the server answered HTTP {status} {getattr(r, 'reason', '')}")
         bar = tqdm(total=meta.total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                    desc=f"downloads.{key}", mininterval=10, file=sys.stderr)
         with bar, open(part, mode) as f:
@@ -189,7 +195,7 @@ def fetch_urls(key: str, urls: list[str], out: Path, retries: int = RETRIES) -> 
         urls = [meta.url] + [u for u in urls if u != meta.url]
     failures: list[tuple[str, str, str]] = []  # (kind, url, text), one per source
     for i, url in enumerate(urls):
-        sent = meta is not None and meta.url == url and part.exists()
+        sent = _has_part_from(url, part, meta_path)
         for attempt in range(1, retries + 1):
             log.info("downloads.%s: GET %s (attempt %d of %d)", key, url, attempt, retries)
             try:
@@ -198,7 +204,7 @@ def fetch_urls(key: str, urls: list[str], out: Path, retries: int = RETRIES) -> 
                 failures.append(("refused" if isinstance(e, _Refused) else "unreachable", url, str(e)))
                 break
             except _Transient as e:
-                sent = sent or (part.exists() and part.stat().st_size > 0)
+                sent = sent or _has_part_from(url, part, meta_path)
                 if attempt == retries:
                     failures.append(("transient", url, f"{e} ({retries} attempts)"))
                     break
@@ -211,7 +217,6 @@ def fetch_urls(key: str, urls: list[str], out: Path, retries: int = RETRIES) -> 
                     log.warning("downloads.%s: fetched from %s after %d other source(s) failed", key, url, i)
                 meta_path.unlink(missing_ok=True)
                 return url
-        meta = _load(meta_path)
     raise InputError(_failure_message(key, failures, part, meta_path))
 
 

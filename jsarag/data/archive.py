@@ -1,11 +1,15 @@
 """Read a named member out of a downloaded file: a plain or gzipped file, a zip/wheel/jar (also one
-nested inside another, like the Anserini jar inside the pyserini wheel) or a tar archive."""
+nested inside another, like the Anserini jar inside the pyserini wheel) or a tar archive.
+
+A member is found by its exact name, or else by its normalized path: `./collection.tsv` (how
+`tar -czf x.tar.gz ./collection.tsv` stores it) answers to `collection.tsv`, and the reverse."""
 from __future__ import annotations
 
 import contextlib
 import gzip
 import io
 import json
+import posixpath
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -17,15 +21,31 @@ from jsarag import InputError
 _NESTED = (".jar", ".zip", ".whl")
 
 
-def _find_in_zip(zf: zipfile.ZipFile, member: str, where: str) -> IO[bytes]:
-    names = set(zf.namelist())
+def _norm(name: str) -> str:
+    return posixpath.normpath(name.lstrip("/"))
+
+
+def match_member(names: list[str], member: str, where: str) -> str | None:
+    """The archive's own name for `member`: itself when present, else the one file whose
+    normalized path is the same (None when there is none; two such files are an error)."""
     if member in names:
-        return zf.open(member)
+        return member
+    want = _norm(member)
+    hits = sorted({n for n in names if not n.endswith("/") and _norm(n) == want})
+    if len(hits) > 1:
+        raise InputError(f"{where}: member {member!r} is ambiguous: the archive holds {', '.join(map(repr, hits))}")
+    return hits[0] if hits else None
+
+
+def _find_in_zip(zf: zipfile.ZipFile, member: str, where: str) -> IO[bytes]:
+    names = zf.namelist()
+    if (name := match_member(names, member, where)) is not None:
+        return zf.open(name)
     for n in sorted(names):
         if n.lower().endswith(_NESTED):
             inner = zipfile.ZipFile(io.BytesIO(zf.read(n)))
-            if member in inner.namelist():
-                return inner.open(member)
+            if (name := match_member(inner.namelist(), member, f"{where}!{n}")) is not None:
+                return inner.open(name)
     raise InputError(f"{where}: no member {member!r} (also searched nested jars/zips)")
 
 
@@ -47,10 +67,9 @@ def open_binary(path: str | Path, member: str | None = None) -> Iterator[IO[byte
         return
     if tarfile.is_tarfile(path):
         with tarfile.open(path) as tf:
-            try:
-                f = tf.extractfile(member)
-            except KeyError:
-                f = None
+            files = {m.name: m for m in tf.getmembers() if not m.isdir()}
+            name = match_member(list(files), member, str(path))
+            f = tf.extractfile(files[name]) if name is not None else None
             if f is None:
                 raise InputError(f"{path}: no member {member!r}")
             with f:

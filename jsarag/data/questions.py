@@ -11,13 +11,17 @@ examples in the canonical form: QA {"id", "question", "answers"[, "gold_passages
               passages or without an answer is dropped
   orquac      OR-QuAC preprocessed/{train,dev,test}.txt JSONL (qid, question, rewrite, history,
               answer{text,answer_start,bid}, evidences, retrieval_labels) + qrels.txt JSON
-              {qid: {pid: 1}} -> gold_passages
-  doqa        DoQA v2.1 JSON (QuAC/SQuAD-2 layout: data[].paragraphs[].qas[] in dialog order)
+              {qid: {pid: 1}} -> gold_passages; CANNOTANSWER/NOTRECOVERED turns are dropped
+              unless kept
+  doqa        DoQA v2.1 JSON (QuAC/SQuAD-2 layout: data[].paragraphs[].qas[] in dialog order);
+              gold is the passage of the paragraph's context (one per distinct context)
+  triviaqa_release  the TriviaQA release JSON with FiD's split index (jsarag.data.triviaqa)
 """
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -28,6 +32,7 @@ from jsarag.io import json_lines
 
 csv.field_size_limit(sys.maxsize)
 CANNOT = "CANNOTANSWER"
+UNANSWERABLE = (CANNOT, "NOTRECOVERED")  # OR-QuAC answers with no span
 Row = tuple[int, dict]
 
 
@@ -135,7 +140,17 @@ def _field(obj, path: str, loc: str, n: int):
     return cur
 
 
-def read_orquac(path, member, loc: str, qrels: dict | None) -> Iterator[Row]:
+def read_orquac(path, member, loc: str, qrels: dict | None, keep_unanswerable: bool = False,
+                counts: dict | None = None) -> Iterator[Row]:
+    """OR-QuAC turns; a turn whose answer is CANNOTANSWER or NOTRECOVERED (the release's own
+    `utils.py` treats both as impossible) is left out unless `keep_unanswerable`, and counted in
+    `counts` by answer. It stays in later turns' history, which is the record's own `history`
+    field, as in the authors' group's code (Red-Liu199/semi-rag: `--skip_cannot_answer` skips the
+    example, `GetDialog` keeps every earlier turn)."""
+    counts = {} if counts is None else counts
+    if not keep_unanswerable:
+        for a in UNANSWERABLE:
+            counts.setdefault(a, 0)
     with open_text(path, member) as f:
         for n, r in json_lines(f, loc):
             qid = str(_field(r, "qid", loc, n))
@@ -144,6 +159,9 @@ def read_orquac(path, member, loc: str, qrels: dict | None) -> Iterator[Row]:
                 hist += [_field(h, "question", loc, n), _field(h, "answer.text", loc, n)]
             ex = {"id": qid, "history": hist, "question": _field(r, "question", loc, n),
                   "target": _field(r, "answer.text", loc, n)}
+            if ex["target"] in UNANSWERABLE and not keep_unanswerable:
+                counts[ex["target"]] += 1
+                continue
             if r.get("rewrite"):
                 ex["rewrite"] = r["rewrite"]
             if qrels is not None and qid in qrels:
@@ -151,32 +169,68 @@ def read_orquac(path, member, loc: str, qrels: dict | None) -> Iterator[Row]:
             yield n, ex
 
 
-def read_doqa(path, member, loc: str, keep_unanswerable: bool = False) -> Iterator[Row]:
+def doqa_context(para: dict, loc: str, where: str) -> str:
+    """A paragraph's context without the CANNOTANSWER token that the QuAC layout appends."""
+    ctx = para.get("context")
+    if not isinstance(ctx, str):
+        raise InputError(f"{loc}: {where} has no context")
+    ctx = ctx.rstrip()
+    return ctx[: -len(CANNOT)].rstrip() if ctx.endswith(CANNOT) else ctx
+
+
+def doqa_passage_id(context: str) -> str:
+    """The passage id of a DoQA context: a hash of its text. Several dialogs share one context
+    (379 train contexts), each under its own paragraph (and paragraph id, where the release gives
+    one), so the id must follow the text for the copies to become one passage, and for the corpus
+    and each split file to agree on it without reading each other."""
+    return "doqa-" + hashlib.blake2b(context.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _doqa_paragraphs(path, member, loc: str) -> Iterator[tuple[str, dict, dict]]:
     d = load_json(path, member)
     for di, doc in enumerate(_field(d, "data", loc, 0)):
         for pi, para in enumerate(doc.get("paragraphs", [])):
-            where = f"data[{di}].paragraphs[{pi}]"
-            if "qas" not in para or "id" not in para:
-                raise InputError(f"{loc}: {where} needs id and qas")
-            hist: list[str] = []
-            for qi, qa in enumerate(para["qas"]):
-                if "question" not in qa or "id" not in qa:
-                    raise InputError(f"{loc}: {where}.qas[{qi}] needs id and question")
-                ans = (qa.get("orig_answer") or {}).get("text") or ((qa.get("answers") or [{}])[0].get("text"))
-                if ans is None:
-                    raise InputError(f"{loc}: {where}.qas[{qi}] has no answer text")
-                if ans != CANNOT or keep_unanswerable:
-                    yield 0, {"id": str(qa["id"]), "history": list(hist), "question": qa["question"], "target": ans,
-                              "gold_passages": [str(para["id"])]}
-                hist += [qa["question"], ans]
+            yield f"data[{di}].paragraphs[{pi}]", doc, para
 
 
-def read_doqa_contexts(path, member, loc: str) -> Iterator[Row]:
-    """DoQA paragraphs as a corpus (the KB the dialogs are grounded in)."""
-    d = load_json(path, member)
-    for doc in d.get("data", []):
-        for para in doc.get("paragraphs", []):
-            ctx = para["context"]
-            if ctx.endswith(CANNOT):
-                ctx = ctx[: -len(CANNOT)].rstrip()
-            yield 0, {"id": str(para["id"]), "title": doc.get("title") or "", "contents": ctx}
+def read_doqa(path, member, loc: str, keep_unanswerable: bool = False, counts: dict | None = None) -> Iterator[Row]:
+    """DoQA turns; a CANNOTANSWER turn is left out (counted) unless `keep_unanswerable`, and stays
+    in the history of the turns after it. Gold: the passage of the paragraph's context."""
+    counts = {} if counts is None else counts
+    if not keep_unanswerable:
+        counts.setdefault(CANNOT, 0)
+    for where, _doc, para in _doqa_paragraphs(path, member, loc):
+        if "qas" not in para:
+            raise InputError(f"{loc}: {where} needs qas")
+        gold = doqa_passage_id(doqa_context(para, loc, where))
+        hist: list[str] = []
+        for qi, qa in enumerate(para["qas"]):
+            if "question" not in qa or "id" not in qa:
+                raise InputError(f"{loc}: {where}.qas[{qi}] needs id and question")
+            ans = (qa.get("orig_answer") or {}).get("text") or ((qa.get("answers") or [{}])[0].get("text"))
+            if ans is None:
+                raise InputError(f"{loc}: {where}.qas[{qi}] has no answer text")
+            if ans != CANNOT or keep_unanswerable:
+                yield 0, {"id": str(qa["id"]), "history": list(hist), "question": qa["question"], "target": ans,
+                          "gold_passages": [gold]}
+            else:
+                counts[CANNOT] += 1
+            hist += [qa["question"], ans]
+
+
+def read_doqa_contexts(path, members: list[str], loc_of, counts: dict | None = None) -> Iterator[Row]:
+    """The DoQA knowledge base: one passage per distinct context over all `members` (the first
+    paragraph's title names it); `counts["duplicate_contexts_merged"]` counts the other copies."""
+    counts = {} if counts is None else counts
+    counts.setdefault("duplicate_contexts_merged", 0)
+    seen: set[str] = set()
+    for m in members:
+        loc = loc_of(m)
+        for where, doc, para in _doqa_paragraphs(path, m, loc):
+            ctx = doqa_context(para, loc, where)
+            pid = doqa_passage_id(ctx)
+            if pid in seen:
+                counts["duplicate_contexts_merged"] += 1
+                continue
+            seen.add(pid)
+            yield 0, {"id": pid, "title": doc.get("title") or "", "contents": ctx}

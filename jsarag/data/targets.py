@@ -1,10 +1,15 @@
 """Which of a QA example's answers is its training target y (what the generator learns and what
 the posterior retriever reads). Per dataset, `target:` in the config:
 
-  first      answers[0] (right when the list is one answer and its variants: NQ, MS MARCO)
-  random     a seeded random answer per visit, as FiD and Atlas do (alias lists in arbitrary
-             order: TriviaQA); the choice depends on (seed, example id, epoch) only, so a resumed
-             run draws the same targets
+  first      answers[0] (right when the list is one answer and its variants: NQ, MS MARCO); the
+             default of every format but triviaqa_release
+  canonical  the release's canonical answer, written as `target` by the reader: TriviaQA's
+             Answer.Value (format triviaqa_release, whose default it is), as FiD, Atlas and the
+             JSA-RAG authors train; the aliases stay in `answers`, for scoring
+  random     a seeded random answer per visit: what FiD's and Atlas's QA task does for an example
+             without a `target` (DPR's TriviaQA csv carries aliases only, in arbitrary order); the
+             choice depends on (seed, example id, epoch) only, so a resumed run draws the same
+             targets
   contained  the first answer, in list order, that the best-ranked gold passage containing any
              answer contains; resolved once at prepare time and written as the example's
              `target`; an example with no such gold passage keeps answers[0]
@@ -18,11 +23,13 @@ import random
 
 from jsarag.text import has_answer
 
-RULES = ("first", "random", "contained")
+RULES = ("first", "canonical", "random", "contained")
 
 
 def apply_rule(examples: list[dict], rule: str, passages_jsonl=None) -> dict:
     """Mark or resolve the target of each QA example with several answers; returns counts."""
+    if rule == "canonical":
+        return {"canonical": sum("target" in ex for ex in examples)}
     multi = [ex for ex in examples if "target" not in ex and len(ex.get("answers") or []) > 1]
     if rule == "random":
         for ex in multi:

@@ -270,7 +270,8 @@ class MISSweepConfig(Section):
 
 @dataclass
 class EvaluateConfig(Section):
-    """evaluate: retrieval cut-offs, decoding, bootstrap, and the MIS sweep."""
+    """evaluate: retrieval cut-offs, decoding, bootstrap, the MIS sweep, and which metric definitions
+    are computed beside the suite's own (jsarag.evaluate.authors_metrics)."""
     k_values: list = field(default_factory=lambda: [1, 5, 10, 20])
     decoding: list = field(default_factory=lambda: ["top1"])  # top1 and/or topk
     topk_decode: int = 5
@@ -278,6 +279,14 @@ class EvaluateConfig(Section):
     batch_size: int = 16
     bootstrap: int = 1000
     mis_sweep: MISSweepConfig = field(default_factory=MISSweepConfig)
+    # authors: the authors' BLEU-1/BLEU-4/ROUGE-L (NLTK sentence BLEU, the rouge package) beside the suite's
+    metrics: str = "suite"  # suite | authors
+    # dpr: R@k/MRR under DPR's has_answers (Pyserini) beside answer containment
+    hits: str = "containment"  # containment | dpr
+
+    def check(self, where):
+        choice(self.metrics, ("suite", "authors"), f"{where}.metrics")
+        choice(self.hits, ("containment", "dpr"), f"{where}.hits")
 
 
 @dataclass

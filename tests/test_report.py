@@ -44,6 +44,7 @@ def _qa_rows(method: str, seed: int) -> list[dict]:
         rows.append({"id": f"nq{i}", "question": f"synthetic question {i}", "answers": [f"answer {i}", f"alt {i}"],
                      "prediction": f"answer {i}" if i < n_ok else f"wrong {i}",
                      "retrieved": [f"p{j}" for j in range(10)], "hits": hits,
+                     "hits_dpr": [h and not (r == 0 and i % 4 == 0) for r, h in enumerate(hits)],  # stricter: a quarter of rank-1 hits lost
                      "posterior_retrieved": [f"p{j}" for j in range(10)], "posterior_hits": [True] + [False] * 9})
     if method == "rag":
         for r in rows:
@@ -165,6 +166,46 @@ def test_table_values_equal_what_was_written(report):
     md = (report / "tables" / "generation.md").read_text()
     assert f"{em.value:.2f} ± {em.sd:.2f} [{em.lo:.2f}, {em.hi:.2f}]" in md
     assert r"$\pm$" in (report / "tables" / "generation.tex").read_text()
+
+
+@pytest.fixture(scope="module")
+def authors_report(tmp_path_factory):
+    """The same run tree, reported with the authors' metrics and DPR's hit rule beside the suite's."""
+    tmp = tmp_path_factory.mktemp("authors")
+    make_runs(tmp / "runs")
+    cfg = {**CONFIG, "evaluate": {**CONFIG["evaluate"], "metrics": "authors", "hits": "dpr"}}
+    report_main(["tables", "--root", str(tmp), "--params", json.dumps(cfg)])
+    report_main(["claims", "--root", str(tmp)])
+    return tmp / "results"
+
+
+def test_authors_definitions_beside_the_suites(report, authors_report):
+    rows = [[json.loads(x) for x in (authors_report.parent / f"runs/doqa/jsa/seed{s}/eval/predictions.jsonl").read_text().splitlines()]
+            for s in (0, 1)]
+    want = {k: np.mean([M.generation_metrics(r, "dialog", authors=True)[k] for r in rows]) for k in ("bleu4", "bleu4_authors")}
+    assert _cell(authors_report, "generation", "doqa", "jsa", "bleu4_authors").value == pytest.approx(want["bleu4_authors"])
+    assert _cell(authors_report, "generation", "doqa", "jsa", "bleu4").value == pytest.approx(want["bleu4"])  # the suite's kept
+    assert want["bleu4_authors"] != pytest.approx(want["bleu4"], abs=1.0)
+    assert _cell(authors_report, "retrieval_prior", "nq", "rag", "r@1").value == pytest.approx(30.0)
+    assert _cell(authors_report, "retrieval_prior", "nq", "rag", "r@1_dpr").value == pytest.approx(22.5)  # 12 hits - 3 (i % 4 == 0)
+    gen_md, ret_md = ((authors_report / "tables" / f"{t}.md").read_text() for t in ("generation", "retrieval_prior"))
+    assert "BLEU-4 (authors)" in gen_md and "NLTK sentence_bleu" in gen_md and "sacrebleu corpus BLEU" in gen_md
+    assert "R@1 (DPR)" in ret_md and "has_answers" in ret_md and "answer containment" in ret_md
+    sig = pd.read_csv(authors_report / "tables" / "significance.csv")
+    assert {"bleu4_authors", "rouge_l_authors", "r@1_dpr"} <= set(sig.metric)
+    # without the options, the tables are the suite's alone
+    gen = pd.read_csv(report / "tables" / "generation.csv")
+    assert not gen.metric.str.endswith("_authors").any()
+    assert not pd.read_csv(report / "tables" / "retrieval_prior.csv").metric.str.endswith("_dpr").any()
+
+
+def test_claims_are_judged_on_the_papers_definition_or_say_they_are_not(report, authors_report):
+    line = lambda res, cid: next(ln for ln in (res / "claims_check.txt").read_text().splitlines() if f" {cid} " in ln)  # noqa: E731
+    assert "significance[doqa, bleu4_authors, jsa - rag]" in line(authors_report, "doqa_bleu4_jsa_over_rag")
+    assert "significance[nq, r@1_dpr, jsa - rag]" in line(authors_report, "nq_r1_jsa_over_rag")
+    assert "judged on" not in line(authors_report, "doqa_bleu4_jsa_over_rag")
+    suite = line(report, "doqa_bleu4_jsa_over_rag")
+    assert "significance[doqa, bleu4, jsa - rag]" in suite and "judged on bleu4, the suite's definition" in suite
 
 
 def test_rag_has_no_posterior_row_and_doqa_no_baseline(report):

@@ -4,6 +4,8 @@ Every metric is reported in points (0-100), so that differences read directly as
 Per-example score arrays are exposed so that `jsarag.stats` can bootstrap them; BLEU, a corpus-level
 metric, exposes per-example sufficient statistics instead (n-gram matches/totals and lengths), whose
 sum over any resample gives that resample's corpus BLEU exactly as sacrebleu computes it.
+The authors' definitions (NLTK sentence BLEU, the `rouge` package, DPR's hit rule) are computed beside
+these, under their own keys (`*_authors`, `*_dpr`): jsarag.evaluate.authors_metrics.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from functools import cache
 import numpy as np
 
 from jsarag import InputError
+from jsarag.evaluate.authors_metrics import authors_scores, dpr_has_answer
 from jsarag.text import has_answer, normalize
 
 QA_METRICS = ("em", "f1")
@@ -152,34 +155,65 @@ def mrr_at_k(hits_lists: Sequence[Sequence[bool]], k: int) -> float:
     return float(rr_scores(hits_lists, k).mean()) if len(hits_lists) else float("nan")
 
 
-def retrieval_scores(hits_lists, ks: Sequence[int], mrr_k: int = 10, prefix: str = "") -> dict[str, np.ndarray]:
-    """Per-example retrieval scores in points: {prefix+"r@k": [...], prefix+"mrr@10": [...]}."""
-    out = {f"{prefix}r@{k}": 100 * recall_scores(hits_lists, k) for k in ks}
-    out[f"{prefix}mrr@{mrr_k}"] = 100 * rr_scores(hits_lists, mrr_k)
+def retrieval_scores(hits_lists, ks: Sequence[int], mrr_k: int = 10, prefix: str = "", suffix: str = "") -> dict[str, np.ndarray]:
+    """Per-example retrieval scores in points: {prefix+"r@k"+suffix: [...], prefix+"mrr@10"+suffix: [...]}."""
+    out = {f"{prefix}r@{k}{suffix}": 100 * recall_scores(hits_lists, k) for k in ks}
+    out[f"{prefix}mrr@{mrr_k}{suffix}"] = 100 * rr_scores(hits_lists, mrr_k)
     return out
 
 
-def retrieval_metrics(hits_lists, ks: Sequence[int] = (1, 5, 10, 20), mrr_k: int = 10, prefix: str = "") -> dict[str, float]:
+def retrieval_metrics(hits_lists, ks: Sequence[int] = (1, 5, 10, 20), mrr_k: int = 10, prefix: str = "",
+                      suffix: str = "") -> dict[str, float]:
     """R@k for each k and MRR@mrr_k, in points."""
-    return {k: float(v.mean()) if len(v) else float("nan") for k, v in retrieval_scores(hits_lists, ks, mrr_k, prefix).items()}
+    return {k: float(v.mean()) if len(v) else float("nan")
+            for k, v in retrieval_scores(hits_lists, ks, mrr_k, prefix, suffix).items()}
+
+
+HIT_FIELDS = (("hits", "", ""), ("posterior_hits", "posterior/", ""),
+              ("hits_dpr", "", "_dpr"), ("posterior_hits_dpr", "posterior/", "_dpr"))
+
+
+def row_retrieval_metrics(rows: Sequence[dict], ks: Sequence[int], dpr: bool = False) -> dict[str, float]:
+    """R@k and MRR@10 of prediction rows, prior ("hits") and posterior ("posterior_hits") where the rows
+    have them; with `dpr`, also under DPR's rule ("hits_dpr" -> "r@k_dpr", ...)."""
+    out = {}
+    for key, prefix, suffix in HIT_FIELDS:
+        if rows and key in rows[0] and (dpr or not suffix):
+            out.update(retrieval_metrics([_field(r, key, i) for i, r in enumerate(rows)], ks, 10, prefix, suffix))
+    return out
 
 
 # -- per-example rows -------------------------------------------------------------------------
-def passage_hits(ex: dict, passages: Sequence[dict]) -> list[bool]:
-    """Which retrieved passages count as hits: the example's gold passages where it has them,
-    answer containment (the answerable filter's test) otherwise."""
+HIT_RULES = ("containment", "dpr")
+
+
+def passage_hits(ex: dict, passages: Sequence[dict], rule: str = "containment") -> list[bool]:
+    """Which retrieved passages count as hits: the example's gold passages where it has them;
+    otherwise an answer (or the target) found in the passage's contents, by answer containment
+    (`containment`, the answerable filter's test) or by DPR's has_answers (`dpr`)."""
     if ex.get("gold_passages"):
         gold = set(ex["gold_passages"])
         return [p["id"] in gold for p in passages]
     answers = ex.get("answers") or ([ex["target"]] if ex.get("target") else [])
+    if rule == "dpr":
+        return [dpr_has_answer(p["contents"], answers) if answers else False for p in passages]
+    if rule != "containment":
+        raise InputError(f"unknown hit rule {rule!r} (expected one of {', '.join(HIT_RULES)})")
     return [has_answer(p["contents"], answers) for p in passages]
 
 
-def prediction_row(ex: dict, docids: Sequence[str], hits: Sequence[bool]) -> dict:
+def dpr_hits(ex: dict, passages: Sequence[dict]) -> list[bool]:
+    """passage_hits under DPR's rule: what a row records as `hits_dpr` beside `hits`."""
+    return passage_hits(ex, passages, "dpr")
+
+
+def prediction_row(ex: dict, docids: Sequence[str], hits: Sequence[bool], hits_dpr: Sequence[bool] | None = None) -> dict:
     """The row written per example (predictions.jsonl, baselines): the example's fields, the
-    retrieved passage ids and their hits."""
+    retrieved passage ids and their hits (containment), and under DPR's rule when given."""
     out = {k: ex[k] for k in ("id", "history", "question", "answers", "target") if k in ex}
     out["retrieved"], out["hits"] = list(docids), list(hits)
+    if hits_dpr is not None:
+        out["hits_dpr"] = list(hits_dpr)
     return out
 
 
@@ -190,20 +224,25 @@ def _field(row: dict, key: str, i: int):
     return row[key]
 
 
-def generation_scores(preds: Sequence[dict], task: str) -> dict[str, np.ndarray]:
+def generation_scores(preds: Sequence[dict], task: str, authors: bool = False) -> dict[str, np.ndarray]:
     """Per-example scores in points. QA: em, f1. Dialog: f1, rouge_l, and sentence BLEU
-    (bleu1_sent, bleu4_sent; the corpus BLEU is in `generation_stats`)."""
+    (bleu1_sent, bleu4_sent; the corpus BLEU is in `generation_stats`). With `authors`, also the
+    authors' bleu1_authors, bleu4_authors, rouge_l_authors (both tasks, as their evaluation does)."""
     if task == "qa":
         pa = [(_field(r, "prediction", i), _field(r, "answers", i)) for i, r in enumerate(preds)]
-        return {"em": 100 * np.array([exact_match(p, a) for p, a in pa]),
-                "f1": 100 * np.array([f1(p, a) for p, a in pa])}
-    if task == "dialog":
+        out = {"em": 100 * np.array([exact_match(p, a) for p, a in pa]),
+               "f1": 100 * np.array([f1(p, a) for p, a in pa])}
+    elif task == "dialog":
         pt = [(_field(r, "prediction", i), _field(r, "target", i)) for i, r in enumerate(preds)]
-        return {"f1": 100 * np.array([token_f1(p, t) for p, t in pt]),
-                "rouge_l": 100 * np.array([rouge_l(p, t) for p, t in pt]),
-                "bleu1_sent": np.array([sentence_bleu(p, t, 1) for p, t in pt]),
-                "bleu4_sent": np.array([sentence_bleu(p, t, 4) for p, t in pt])}
-    raise InputError(f"unknown task {task!r} (expected qa or dialog)")
+        out = {"f1": 100 * np.array([token_f1(p, t) for p, t in pt]),
+               "rouge_l": 100 * np.array([rouge_l(p, t) for p, t in pt]),
+               "bleu1_sent": np.array([sentence_bleu(p, t, 1) for p, t in pt]),
+               "bleu4_sent": np.array([sentence_bleu(p, t, 4) for p, t in pt])}
+    else:
+        raise InputError(f"unknown task {task!r} (expected qa or dialog)")
+    if authors:
+        out.update(authors_scores(preds))
+    return out
 
 
 def generation_stats(preds: Sequence[dict], task: str) -> dict[str, np.ndarray]:
@@ -223,9 +262,10 @@ def corpus_metric(name: str, stats: np.ndarray) -> float:
     return bleu_from_stats(stats, int(name[-1]))
 
 
-def generation_metrics(preds: Sequence[dict], task: str) -> dict[str, float]:
-    """QA: {"em", "f1"}. Dialog: {"bleu1", "bleu4" (corpus), "rouge_l", "f1"}. Points (0-100)."""
-    out = {k: float(v.mean()) if len(v) else float("nan") for k, v in generation_scores(preds, task).items()
+def generation_metrics(preds: Sequence[dict], task: str, authors: bool = False) -> dict[str, float]:
+    """QA: {"em", "f1"}. Dialog: {"bleu1", "bleu4" (corpus), "rouge_l", "f1"}. With `authors`, also
+    {"bleu1_authors", "bleu4_authors", "rouge_l_authors"}. Points (0-100)."""
+    out = {k: float(v.mean()) if len(v) else float("nan") for k, v in generation_scores(preds, task, authors).items()
            if not k.endswith("_sent")}
     for k, s in generation_stats(preds, task).items():
         out[k] = corpus_metric(k, s) if len(s) else float("nan")

@@ -12,7 +12,7 @@ import torch
 
 from jsarag.config import RunParams
 from jsarag.data.examples import context_text, load_examples, posterior_text
-from jsarag.evaluate.metrics import generation_metrics, passage_hits, prediction_row, retrieval_metrics
+from jsarag.evaluate.metrics import dpr_hits, generation_metrics, passage_hits, prediction_row, row_retrieval_metrics
 from jsarag.io import write_json, write_jsonl
 from jsarag.layout import RunFiles
 from jsarag.model.factory import build_model, load_trained
@@ -73,13 +73,14 @@ def evaluate(p: RunParams, test: str, passages: str, index: str, retriever: str,
     preds = []
     for b, ex in enumerate(examples):
         passages = model.store.get(rows[b])
-        preds.append(prediction_row(ex, [q["id"] for q in passages], passage_hits(ex, passages)))
+        preds.append(prediction_row(ex, [q["id"] for q in passages], passage_hits(ex, passages), dpr_hits(ex, passages)))
     if model.posterior is not None:
         prow, _ = retrieve(model, model.posterior, [posterior_text(e) for e in examples], kmax)
         for b, ex in enumerate(examples):
             passages = model.store.get(prow[b])
             preds[b]["posterior_retrieved"] = [q["id"] for q in passages]
             preds[b]["posterior_hits"] = passage_hits(ex, passages)
+            preds[b]["posterior_hits_dpr"] = dpr_hits(ex, passages)
     top1 = model.generator.generate([context_text(e) for e in examples], [model.store[int(r[0])] for r in rows],
                                     max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
     for pr, a in zip(preds, top1):
@@ -89,12 +90,11 @@ def evaluate(p: RunParams, test: str, passages: str, index: str, retriever: str,
         for pr, a in zip(preds, topk):
             pr["prediction_topk"] = a
     task = p.task
-    metrics = {**generation_metrics(preds, task), **retrieval_metrics([r["hits"] for r in preds], ev.k_values)}
+    authors = ev.metrics == "authors"
+    metrics = {**generation_metrics(preds, task, authors), **row_retrieval_metrics(preds, ev.k_values, ev.hits == "dpr")}
     if "topk" in ev.decoding:
         topk_rows = [{**r, "prediction": r["prediction_topk"]} for r in preds]
-        metrics.update({f"topk/{k}": v for k, v in generation_metrics(topk_rows, task).items()})
-    if model.posterior is not None:
-        metrics.update(retrieval_metrics([r["posterior_hits"] for r in preds], ev.k_values, prefix="posterior/"))
+        metrics.update({f"topk/{k}": v for k, v in generation_metrics(topk_rows, task, authors).items()})
     metrics["n"] = len(preds)
     write_jsonl(files.predictions, preds)
     write_json(files.eval_metrics, metrics)

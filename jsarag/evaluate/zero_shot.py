@@ -14,7 +14,7 @@ from __future__ import annotations
 from jsarag import InputError
 from jsarag.config import RunParams
 from jsarag.data.examples import context_text, load_examples, posterior_text
-from jsarag.evaluate.metrics import generation_metrics, passage_hits, prediction_row, retrieval_metrics
+from jsarag.evaluate.metrics import dpr_hits, generation_metrics, passage_hits, prediction_row, retrieval_metrics
 from jsarag.evaluate.predict import retrieve
 from jsarag.io import read_jsonl, write_json, write_jsonl
 from jsarag.layout import BASELINES, ZERO_SHOT
@@ -49,7 +49,8 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
     examples = load_examples(test)
     by_id = {}
     for name in BASELINES:
-        preds = [prediction_row(e, r["retrieved"], r["hits"]) for e, r in zip(examples, _baseline_rows(baselines[name], examples))]
+        preds = [prediction_row(e, r["retrieved"], r["hits"], r.get("hits_dpr"))
+                 for e, r in zip(examples, _baseline_rows(baselines[name], examples))]
         top1 = _passages_by_id(passages, {r["retrieved"][0] for r in preds})
         psg = [top1[r["retrieved"][0]] for r in preds]
         answers = model.generator.generate([context_text(e) for e in examples], psg,
@@ -61,8 +62,9 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
     post = []
     for e, rr in zip(examples, rows):
         ps = model.store.get(rr)
-        row = prediction_row(e, [q["id"] for q in ps], passage_hits(e, ps))
+        row = prediction_row(e, [q["id"] for q in ps], passage_hits(e, ps), dpr_hits(e, ps))
         row["posterior_retrieved"], row["posterior_hits"] = row.pop("retrieved"), row.pop("hits")
+        row["posterior_hits_dpr"] = row.pop("hits_dpr")
         post.append(row)
     by_id["posterior"] = post
     metrics = {name: {**generation_metrics(by_id[name], p.task), **retrieval_metrics([r["hits"] for r in by_id[name]], ev.k_values)}

@@ -3,7 +3,7 @@
 
 Writes one row per example for each baseline (id, retrieved docids, hits) and their metrics
 {"bm25": {"r@1", ...}, "dense": {...}}. A hit is a gold passage where the example has them, and
-answer containment otherwise (jsarag.evaluate.metrics.passage_hits).
+answer containment otherwise (jsarag.evaluate.metrics.passage_hits); `hits_dpr` under DPR's rule beside them.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from jsarag import InputError
 from jsarag.config import IndexParams
 from jsarag.data.examples import context_text, load_examples
-from jsarag.evaluate.metrics import mrr_at_k, passage_hits, prediction_row, recall_at_k
+from jsarag.evaluate.metrics import dpr_hits, mrr_at_k, passage_hits, prediction_row, recall_at_k
 from jsarag.io import write_json, write_jsonl
 from jsarag.layout import BASELINES, LAYOUT, Layout
 
@@ -37,7 +37,7 @@ def bm25_run(examples, index_dir: str, k: int, threads: int) -> list[dict]:
         hits_ = res.get(qid, [])
         docids = [h.docid for h in hits_]
         passages = [json.loads(h.lucene_document.get("raw")) for h in hits_]
-        rows.append(prediction_row(ex, docids, passage_hits(ex, passages)))
+        rows.append(prediction_row(ex, docids, passage_hits(ex, passages), dpr_hits(ex, passages)))
     return rows
 
 
@@ -66,7 +66,7 @@ def dense_run(examples, index_dir: str, passages: str, model: str, p: IndexParam
         for d, p in zip(docids, ps):
             if p["id"] != d:
                 raise InputError(f"{index_dir}/docid and {passages} disagree at a row ({d!r} vs {p['id']!r}): rebuild the index")
-        rows.append(prediction_row(ex, docids, passage_hits(ex, ps)))
+        rows.append(prediction_row(ex, docids, passage_hits(ex, ps), dpr_hits(ex, ps)))
     store.close()
     return rows
 

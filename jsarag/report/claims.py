@@ -7,6 +7,9 @@ estimator checks (runs/verify/estimators.jsonl), and prints one line per claim:
 - INCONCLUSIVE: the CI includes both 0 and the claimed effect; the line gives the minimum effect
   detectable at 80% power with this n (2.80 standard errors);
 - SKIP: the data is missing.
+A claim is judged on the metric the paper measured it with (`metric`, e.g. the authors' BLEU-4); when this
+run has not computed it (evaluate.metrics / evaluate.hits), on its `fallback` (the suite's definition), and
+its line says so.
 A claim without any CI (one seed, no per-step data) is INCONCLUSIVE and says which way it points.
 Nothing is hard-coded here: every number comes from the tables. Exit status 0 whatever the
 verdicts (it is a report); --strict exits 1 when a claim is REFUTED.
@@ -69,6 +72,8 @@ def load_claims(path: str | Path) -> list[dict]:
             raise InputError(f"{path}: claims[{i}] ({c.get('id')}): missing {', '.join(missing)}")
         if c["direction"] not in (">", "<", NOT_BELOW):
             raise InputError(f"{path}: claims[{i}].direction must be '>', '<' or '{NOT_BELOW}'")
+        if c.get("fallback") is not None and (c["kind"] != "delta" or not isinstance(c["fallback"], str)):
+            raise InputError(f"{path}: claims[{i}] ({c['id']}): fallback (a metric name) applies to delta claims only")
         if (c.get("size") is None) != (c.get("tolerance") is None):
             raise InputError(f"{path}: claims[{i}] ({c['id']}): size and tolerance go together")
     return claims
@@ -130,13 +135,13 @@ def _datasets(c: dict, present: set[str]) -> list[str]:
     return [n for n in names if n in present][:1]
 
 
-def _values(tables: Tables, c: dict, d: str) -> str:
+def _values(tables: Tables, c: dict, d: str, metric: str) -> str:
     t = tables.get(c["values_table"]) if c.get("values_table") else None
     if t is None:
         return ""
     parts = []
     for m in (c["a"], c["b"]):
-        r = t[(t["dataset"] == d) & (t["method"] == m) & (t["metric"] == c["metric"])]
+        r = t[(t["dataset"] == d) & (t["method"] == m) & (t["metric"] == metric)]
         if len(r):
             r = r.iloc[0]
             parts.append(f"{m}={r['value']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]")
@@ -153,8 +158,12 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
     out = []
     for d in ds:
         suffix = f"[{d}]" if c["dataset"] == "*" else ""
-        where = f"significance[{d}, {c['metric']}, {c['a']} - {c['b']}]"
-        rows = t[(t["dataset"] == d) & (t["metric"] == c["metric"])]
+        metric, note = c["metric"], ""
+        if c.get("fallback") and not ((t["dataset"] == d) & (t["metric"] == metric)).any():
+            metric, note = c["fallback"], (f"; judged on {c['fallback']}, the suite's definition: {c['metric']} (the paper's) "
+                                           "is not in this run (evaluate.metrics: authors / evaluate.hits: dpr)")
+        where = f"significance[{d}, {metric}, {c['a']} - {c['b']}]"
+        rows = t[(t["dataset"] == d) & (t["metric"] == metric)]
         fwd = rows[(rows["a"] == c["a"]) & (rows["b"] == c["b"])]
         rev = rows[(rows["a"] == c["b"]) & (rows["b"] == c["a"])]
         if len(fwd):
@@ -164,13 +173,13 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
             r = rev.iloc[0]
             delta, lo, hi = -r["delta"], -r["hi"], -r["lo"]
         else:
-            out.append(Verdict("SKIP", c["id"] + suffix, where, f"no {c['metric']} comparison of {c['a']} and {c['b']} "
+            out.append(Verdict("SKIP", c["id"] + suffix, where, f"no {metric} comparison of {c['a']} and {c['b']} "
                                "(method or metric not in this run)", c["text"]))
             continue
         status, why = _judge(c, float(delta), (float(lo), float(hi)))
         sig = "CI excludes 0" if (lo > 0 or hi < 0) else "CI includes 0"
         detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
-                  f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d))
+                  f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d, metric) + note)
         out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
     return out
 

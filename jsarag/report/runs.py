@@ -55,23 +55,24 @@ def _hits(rows: list[dict], key: str, path: Path) -> list[list[bool]] | None:
     return [[bool(h) for h in r[key]] for r in rows]
 
 
-def score_file(path: Path, task: str | None, ks: list[int]) -> RunScores:
-    """Score a predictions (task given) or baseline (task None) file."""
+def score_file(path: Path, task: str | None, ks: list[int], authors: bool = False) -> RunScores:
+    """Score a predictions (task given) or baseline (task None) file; with `authors`, the authors'
+    BLEU/ROUGE-L too. Hits under DPR's rule ("hits_dpr") give the `_dpr` keys where the rows have them."""
     rows = list(read_jsonl(path, required=("id",), unique="id"))
     if not rows:
         raise InputError(f"{path}: no examples")
     out = RunScores([str(r["id"]) for r in rows], source=str(path))
     if task is not None:
         try:
-            sc = M.generation_scores(rows, task)
+            sc = M.generation_scores(rows, task, authors)
             out.stats.update(M.generation_stats(rows, task))
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
         out.scores.update({k: v for k, v in sc.items() if not k.endswith("_sent")})
-    for key, prefix in (("hits", ""), ("posterior_hits", "posterior/")):
+    for key, prefix, suffix in M.HIT_FIELDS:
         hits = _hits(rows, key, path)
         if hits is not None:
-            out.scores.update(M.retrieval_scores(hits, ks, 10, prefix))
+            out.scores.update(M.retrieval_scores(hits, ks, 10, prefix, suffix))
     return out
 
 
@@ -147,6 +148,7 @@ class RunTree:
         self.layout, self.cfg = Layout(str(root)), cfg
         self._methods: dict = {}
         self._baselines: dict = {}
+        self.authors = cfg.evaluate.metrics == "authors"
 
     def method(self, d: str, m: str) -> MethodScores | None:
         if (d, m) not in self._methods:
@@ -154,7 +156,7 @@ class RunTree:
             for s in self.cfg.seeds:
                 p = Path(self.layout.run(d, m, s).predictions)
                 if present(p, f"{d}/{m}/seed{s} predictions"):
-                    per_seed[s] = score_file(p, self.cfg.datasets[d], self.cfg.ks)
+                    per_seed[s] = score_file(p, self.cfg.datasets[d], self.cfg.ks, self.authors)
                     check_against_metrics_json(per_seed[s], Path(self.layout.run(d, m, s).eval_metrics))
             self._methods[(d, m)] = align(per_seed, f"{d}/{m}")
         return self._methods[(d, m)]
@@ -172,7 +174,8 @@ class RunTree:
         if key not in self._baselines:
             p = Path(self.layout.zero_shot(d, name))
             task = None if name == "posterior" else self.cfg.datasets[d]
-            self._baselines[key] = MethodScores([0], [score_file(p, task, self.cfg.ks)]) if present(p, f"{d} zero-shot {name}") else None
+            self._baselines[key] = (MethodScores([0], [score_file(p, task, self.cfg.ks, self.authors)])
+                                    if present(p, f"{d} zero-shot {name}") else None)
         return self._baselines[key]
 
     def train_log(self, d: str, m: str, s: int) -> list[dict] | None:

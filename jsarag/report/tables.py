@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from jsarag.evaluate import metrics as M
+from jsarag.evaluate.authors_metrics import AUTHORS_METRICS, DPR_SUFFIX, definitions_note
 from jsarag.io import atomic_open
 from jsarag.layout import BASELINES, TABLES, Layout
 from jsarag.report import stats as S
@@ -33,10 +34,29 @@ LABELS = {"em": "EM", "f1": "F1", "bleu1": "BLEU-1", "bleu4": "BLEU-4", "rouge_l
 SIG_METRICS = {"qa": ["em", "f1", "r@1", "r@10", "mrr@10"], "dialog": ["bleu4", "rouge_l", "f1", "r@1", "r@10", "mrr@10"]}
 COST_KEYS = ("seconds_per_100_steps", "peak_rss_mb", "tokens_per_s", "steps")
 GRAD_COMPONENTS = ("posterior", "prior", "generator")
+DEFINED = ("generation", "retrieval_prior", "retrieval_posterior", "significance")  # tables whose note names each metric's definition
 
 
 def label(metric: str) -> str:
+    for suffix, tag in (("_authors", "authors"), (DPR_SUFFIX, "DPR")):
+        if metric.endswith(suffix):
+            return f"{label(metric[:-len(suffix)])} ({tag})"
     return LABELS.get(metric, metric.replace("r@", "R@"))
+
+
+def gen_metrics(cfg, task: str) -> list[str]:
+    """The generation table's metrics: the suite's, and the authors' with evaluate.metrics: authors."""
+    return GEN_METRICS[task] + (list(AUTHORS_METRICS) if cfg.evaluate.metrics == "authors" else [])
+
+
+def with_dpr(cfg, metrics: list[str]) -> list[str]:
+    """Retrieval metrics, and the same under DPR's rule with evaluate.hits: dpr."""
+    return metrics + ([m + DPR_SUFFIX for m in metrics if "@" in m] if cfg.evaluate.hits == "dpr" else [])
+
+
+def sig_metrics(cfg, task: str) -> list[str]:
+    authors = ["bleu4_authors", "rouge_l_authors"] if cfg.evaluate.metrics == "authors" else []
+    return with_dpr(cfg, SIG_METRICS[task] + authors)
 
 
 def fmt_cell(value, sd=np.nan, lo=np.nan, hi=np.nan, n_seeds=1, digits=2) -> str:
@@ -110,14 +130,14 @@ def generation_table(tree: RunTree, seed: int) -> pd.DataFrame:
         for m in tree.cfg.methods:
             ms = tree.method(d, m)
             if ms is not None:
-                rows += _cell_rows(ms, d, m, GEN_METRICS[task], tree.cfg.n_boot, seed)
-        rows += zero_shot_cells(tree, d, seed, _cell_rows, GEN_METRICS[task], generation=True)
+                rows += _cell_rows(ms, d, m, gen_metrics(tree.cfg, task), tree.cfg.n_boot, seed)
+        rows += zero_shot_cells(tree, d, seed, _cell_rows, gen_metrics(tree.cfg, task), generation=True)
     return tidy_frame(rows)
 
 
 def retrieval_table(tree: RunTree, seed: int, posterior: bool) -> pd.DataFrame:
     prefix = "posterior/" if posterior else ""
-    metrics = [f"{prefix}r@{k}" for k in tree.cfg.ks] + [f"{prefix}mrr@10"]
+    metrics = with_dpr(tree.cfg, [f"{prefix}r@{k}" for k in tree.cfg.ks] + [f"{prefix}mrr@10"])
     rows = []
     for d in tree.cfg.datasets:
         for m in tree.cfg.methods:
@@ -143,7 +163,7 @@ def significance_table(tree: RunTree, seed: int) -> pd.DataFrame:
     for d, task in tree.cfg.datasets.items():
         avail = [m for m in tree.cfg.methods if tree.method(d, m) is not None]
         for b, a in itertools.combinations(avail, 2):
-            rows += pair_rows(d, a, tree.method(d, a), b, tree.method(d, b), SIG_METRICS[task], tree.cfg.n_boot, seed)
+            rows += pair_rows(d, a, tree.method(d, a), b, tree.method(d, b), sig_metrics(tree.cfg, task), tree.cfg.n_boot, seed)
         rows += zero_shot_pairs(tree, d, seed, pair_rows)
     return pd.DataFrame(rows, columns=cols)
 
@@ -310,7 +330,7 @@ def mis_display(t: pd.DataFrame) -> pd.DataFrame:
 
 NOTES = {
     "generation": "Points (0-100). Cell: mean [95% bootstrap CI over test examples]; with several seeds mean ± sd over seeds.",
-    "retrieval_prior": "Prior retriever, R@k and MRR@10 in points; relevance = answer containment or gold passage.",
+    "retrieval_prior": "Prior retriever, R@k and MRR@10 in points.",
     "retrieval_posterior": "Posterior retriever q(h|x,y) (reads the target), same metrics.",
     "cost": f"From train_summary.json: mean ± sd over seeds; s / 100 steps from per-step times after {COST_WARMUP_STEPS} warm-up "
             "steps, with a 95% CI over steps.",
@@ -341,5 +361,7 @@ def build_tables(tree: RunTree, out: Layout, seed: int = 0) -> dict[str, pd.Data
             disp = mis_display(t)
         else:
             disp = wide(t, ["dataset", "method"])
-        write_table(out, name, t, disp, NOTES[name])
+        note = NOTES[name] + (f" Definitions: {definitions_note(list(dict.fromkeys(t['metric'])))}"
+                              if name in DEFINED and not t.empty else "")
+        write_table(out, name, t, disp, note)
     return tables

@@ -131,8 +131,12 @@ def _flat(x: np.ndarray, q: np.ndarray, k: int):
 
 
 def test_search_buffer_stays_under_its_bound_for_20x_the_chunk(tmp_path, monkeypatch):
-    """Measured with the profiler's per-op allocations: no op of a search of 20 query chunks allocates
-    more than the configured bound (without query chunks, one matmul would take 20x that)."""
+    """Measured: no torch op of a search of 20 query chunks allocates more than the configured bound
+    (the profiler's per-op allocations; without query chunks one matmul would take 20x that), and
+    the host buffers (numpy reports its allocations to tracemalloc: the re-score's vectors) peak
+    under it too."""
+    import tracemalloc
+
     from torch.profiler import ProfilerActivity, profile
 
     from jsarag.model import search
@@ -142,8 +146,14 @@ def test_search_buffer_stays_under_its_bound_for_20x_the_chunk(tmp_path, monkeyp
     bound = 2 * 4 * len(x)  # 4 queries a tile
     q = np.random.default_rng(1).standard_normal((80, x.shape[1])).astype(np.float32)
     index = di.DenseIndex(tmp_path / "ix", buffer_bytes=bound)
+    qt = torch.from_numpy(q)
+    tracemalloc.start()
+    index.search_scores(qt, 10)
+    host_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert host_peak <= bound + 4096, (host_peak, bound)  # + the Python objects of the chunk loop (tracemalloc counts them too)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        s, r = index.search_scores(torch.from_numpy(q), 10)
+        s, r = index.search_scores(qt, 10)
     peak = max(e.cpu_memory_usage for e in prof.events())
     mm = max(e.cpu_memory_usage for e in prof.events() if e.name == "aten::mm")
     assert mm == bound == index.peak_score_bytes and peak <= bound, (mm, peak, bound)

@@ -34,6 +34,9 @@ from jsarag.model.search import DEFAULT_BUFFER_BYTES, Scan
 INDEX_FILE, DOCID_FILE = "index", "docid"  # Pyserini's FaissSearcher file names
 SQ_FOURCC, COUNT_BYTES = b"IxSQ", 8  # FAISS scalar-quantizer index; codes follow a size_t count
 RESCORE_MARGIN = 16  # extra fp16 candidates re-scored in fp32
+# host bytes per vector element while re-scoring (the fp16 gather, its fp32 copy, the reordered copy),
+# and per candidate row (np.unique's sort and inverse): the re-score is chunked to keep them in the budget
+RESCORE_BYTES, ROW_BYTES = 2 + 4 + 4, 80
 
 
 def encode_passages(encoder: Encoder, passages: list[dict], batch_size: int = 16) -> np.ndarray:
@@ -176,7 +179,8 @@ class DenseIndex:
         """This process's best `wide` rows of each query, re-scored exactly: (fp32 scores, global rows), on the CPU."""
         _, rows = self.scan.run(q, self.held, self.lo, wide, self.device)
         q = q.detach()
-        step = max(1, self.scan.budget_bytes // max(1, 4 * rows.shape[1] * self.dim))  # the re-score's vectors within the budget too
+        # the re-score's buffers within the budget too (measured: RESCORE_BYTES per vector element, ROW_BYTES per row)
+        step = max(1, self.scan.budget_bytes // max(1, rows.shape[1] * (RESCORE_BYTES * self.dim + ROW_BYTES)))
         exact = []
         for s in range(0, rows.shape[0], step):
             vec = self._held_vectors(rows[s: s + step] - self.lo)

@@ -236,6 +236,35 @@ def test_evaluation_builds_the_generator_for_decoding(monkeypatch, tiny_encoder_
     assert [k.get("training") for k in kw] == [False, False]
 
 
+def test_index_refresh_goes_to_its_own_file_and_resumes_exactly(tiny_model_factory, tiny_kb, tmp_path):
+    """index_refresh: the rows are re-encoded by the trained prior, written beside the checkpoint (not
+    pickled into it), and a killed run reloads them: its final weights equal an uninterrupted run's."""
+    from jsarag.data.examples import load_examples
+    from jsarag.train import TRAINERS
+
+    examples = load_examples(tiny_kb / "train.jsonl")
+    cfg = TRAINERS["rag"].config_class.from_dict(dict(
+        epochs=2, batch_size=2, lr_generator=1e-3, lr_retriever=1e-2, warmup_steps=1, k=3, tau=1.0, threads=1, checkpoint_every=2,
+        index_refresh=2, lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, max_input_tokens=128))
+    straight = TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path / "a")
+    start = np.array(straight.model.index.held, np.float32)
+    straight.train(progress=False, stop_after=6)  # the last checkpoint stays on disk (a finished run drops it)
+    assert straight.model.index.refreshed_at == 6
+    assert not np.allclose(np.array(straight.model.index.held, np.float32), start)  # the trained prior re-encoded the rows
+    ck_dir = tmp_path / "a" / "checkpoint"
+    ck = torch.load(ck_dir / "last.pt", map_location="cpu", weights_only=False)
+    assert "index" not in ck and ck["index_refresh_step"] == 6
+    assert sorted(f.name for f in ck_dir.glob("index-refresh.*")) == ["index-refresh.step6.rank0of1.npy"]  # older ones dropped
+    killed = TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path / "b")
+    assert killed.train(progress=False, stop_after=5) is None  # last checkpoint: step 4, refreshed at step 4
+    (tmp_path / "b" / "metrics.jsonl").unlink()
+    resumed = TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path / "b")
+    resumed.train(progress=False, stop_after=6)
+    a, b = straight.trainable_state(), resumed.trainable_state()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(np.asarray(straight.model.index.held), np.asarray(resumed.model.index.held))
+
+
 @pytest.mark.parametrize("threads,world,want", [(32, 4, 8), (16, 4, 4), (2, 1, 2), (3, 4, 1)])
 def test_threads_per_rank_share_the_job_cpus(threads, world, want):
     from jsarag.train.distributed import rank_threads

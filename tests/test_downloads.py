@@ -52,9 +52,9 @@ class Flaky:
 
     def handle(self, h):
         rng, if_range = h.headers.get("Range"), h.headers.get("If-Range")
-        if h.path in self.fail:
-            h.send_error(self.fail[h.path])
+        if h.path in self.fail:  # each answer is logged before it is sent: the client may check the log as soon as it has it
             self.served.append((rng, if_range, self.fail[h.path], 0))
+            h.send_error(self.fail[h.path])
             return
         start = 0
         m = re.fullmatch(r"bytes=(\d+)-", rng or "")
@@ -70,11 +70,11 @@ class Flaky:
         h.send_header("Accept-Ranges", "bytes" if self.honor_range else "none")
         if partial:
             h.send_header("Content-Range", f"bytes {start}-{len(self.data) - 1}/{len(self.data)}")
-        h.end_headers()
         cut = self.drops.pop(0) if self.drops else len(body)
+        self.served.append((rng, if_range, 206 if partial else 200, min(cut, len(body))))
+        h.end_headers()
         h.wfile.write(body[:cut])
         h.wfile.flush()
-        self.served.append((rng, if_range, 206 if partial else 200, min(cut, len(body))))
         h.close_connection = True
 
     @property

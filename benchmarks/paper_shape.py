@@ -19,7 +19,9 @@ with CUDA events on a GPU:
   realistic lengths (passages of ~200 Mistral tokens, NQ-length questions and answers) and at the
   caps (512 input, 256 target tokens): time per phase over the timed steps after warm-up, model
   and hardware FLOPs (MFU against the measured peak), peak memory allocated and reserved (reset
-  per method) against the memory plan (jsarag.plan) of the same shape.
+  per method) against the memory plan (jsarag.plan) of the same shape. The posterior tower has
+  random weights of its own, so its top-k differs from the prior's and VRAG and JSA-RAG steps
+  score the largest candidate set, 2K = 20 passages; RAG scores K = 10.
 
   python benchmarks/paper_shape.py               # full shape: one GPU of ~140 GB, under 5 minutes
   python benchmarks/paper_shape.py --scale 0.01  # every shape shrunk: every branch, on a CPU, in seconds

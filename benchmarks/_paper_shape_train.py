@@ -149,12 +149,12 @@ def run_method(method: str, setting: str, cfg, model, examples: list[dict], dp, 
 
 
 def plan_functions() -> tuple[dict, str | None]:
-    """train_parts / train_phases / peak of the memory plan (jsarag.plan, or its formulas module
-    jsarag.plan_shapes), and why not, while the plan is missing."""
+    """train_parts / train_phases / peak of the memory plan (its formulas, jsarag.plan_shapes, or
+    jsarag.plan should it re-export them) and the plan's allocator slack; or why not, if it is missing."""
     import importlib
 
     found: dict = {}
-    for name in ("jsarag.plan", "jsarag.plan_shapes"):
+    for name in ("jsarag.plan_shapes", "jsarag.plan"):
         try:
             mod = importlib.import_module(name)
         except ImportError:

@@ -90,7 +90,10 @@ def test_paper_shape_runs_scaled_without_faiss_snakemake_pyserini_or_an_install(
         assert set(r["phases_s"]) == set(PHASES) and all(v > 0 for v in r["phases_s"].values()), r["phases_s"]
         assert 0 < r["mfu"] <= r["hfu"] < 1 and r["memory"]["peak_allocated"] > 0
         assert r["generator_sequences"] == r["candidates"]
-        assert "plan" in r
+        plan, paper = r["plan"], r["plan_paper_rank"]  # jsarag.plan's figures for this shape and for a rank of the paper's run
+        assert plan["world"] == 1 and plan["index_rows"] == r["index_rows"] and plan["bytes"] > plan["parts"]["index.shard"] > 0
+        assert paper["world"] == 4 and paper["index_rows"] == full["rows"] and "ddp.buckets" in paper["parts"]
+        assert ("posterior.weights" in plan["parts"]) == (r["method"] != "rag")
     caps, real = steps[("rag", "caps")], steps[("rag", "realistic")]
     assert caps["target_positions"] - 1 == by["setup"][0]["shapes"]["caps"][1]  # the target cut at the cap
     assert caps["generator_max_padded_length"] > real["generator_max_padded_length"]

@@ -205,19 +205,6 @@ def test_gradient_checkpointing_same_gradients(tiny_causal_dir):
         torch.testing.assert_close(a, b)
 
 
-def test_paper_shape_benchmark_runs_scaled(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_shape.py"), "--scale", "0.01", "--passages", "2000",
-                          "--steps", "1", "--encode", "32"], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    what = {r["what"] for r in rows}
-    assert {"encode", "retrieve", "train_step", "peak_memory"} <= what
-    steps = {r["method"]: r for r in rows if r["what"] == "train_step"}
-    assert set(steps) == {"rag", "vrag", "jsa"} and all(r["seconds"] > 0 and 0 < r["mfu"] for r in steps.values())
-    assert next(r for r in rows if r["what"] == "retrieve")["ms"] > 0
-
-
 def test_bm25_split_collection(tmp_path):
     from jsarag.index.build import split_collection
 

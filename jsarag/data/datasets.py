@@ -151,10 +151,10 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             log.info("%s/%s: kept %d answerable questions, dropped %d", name, s, len(kept[s]), len(sources[s]) - len(kept[s]))
         sources = kept
     splits = assign_splits(sources, cfg)
-    for s in SPLITS:  # every split is read by a rule (train: train, valid; evaluation: test)
-        if not splits[s]:
-            raise InputError(f"{layout.split(name, s)}: the {s} split would hold 0 examples (read {stats['read']}, kept "
-                             f"{stats.get('answerable', stats['read'])}); nothing written")
+    for s in SPLITS:  # every split is read by a rule (train: train, valid; evaluation: test); n_<split>: 0 (API only) asks for none
+        if not splits[s] and cfg.get(f"n_{s}") != 0:
+            raise InputError(f"{layout.split(name, s)}: the {s} split would hold 0 examples (read {stats['read']}, after "
+                             f"the filter {stats.get('answerable', stats['read'])}, split sizes from datasets.{name}.n_*); nothing written")
     stats["targets"] = apply_rule([ex for s in SPLITS for _, ex in splits[s]], cfg.get("target", "first"), corpus)
     with contextlib.ExitStack() as stack:  # all splits renamed into place only if all succeed
         files_out = {s: stack.enter_context(atomic_open(layout.split(name, s))) for s in SPLITS}

@@ -151,3 +151,42 @@ def check_index_against_passages(index_dir: str | os.PathLike, passages: str | o
             raise InputError(f"{docid}: not the docid file written with {index_file} ({rec['docid']['size']} bytes then, "
                              f"{now['size']} now); rebuild it: {rebuild}")
     return rows
+
+
+def check_bm25_against_collection(index_dir: str | os.PathLike, collection: str | os.PathLike) -> int:
+    """Refuse a BM25 index (built by `python -m jsarag.index bm25`) unless the *.jsonl files of
+    `collection` are the ones it was built from; returns its passage count. A linked Pyserini
+    prebuilt index has no record and is not checked."""
+    index_dir, collection = Path(index_dir), Path(collection)
+    if index_dir.is_symlink():
+        return -1
+    files = {f.name: f for f in sorted(collection.glob("*.jsonl"))}
+    rebuild = (f"snakemake --forcerun bm25_index (or: python -m jsarag.index bm25 --collection {collection} --params PARAMS "
+               f"--out {index_dir})")
+    rec = check(index_dir, files, rebuild)
+    extra = sorted(set(rec["sources"]) - set(files))
+    if extra:
+        raise InputError(f"{index_dir} was built from {', '.join(extra)}, no longer in {collection}; rebuild it: {rebuild}")
+    return rec["rows"]
+
+
+def stamp_split(split: str | os.PathLike, rows: int, sources: dict[str, str | os.PathLike]) -> dict:
+    """Record a prepared split: its own fingerprint and row count, and those of what it was made
+    from (the downloads, and the corpus when the answerable filter or a target rule read it)."""
+    return stamp(split, sources, rows, split={"name": Path(split).name, **fingerprint(split)})
+
+
+def check_split(split: str | os.PathLike, corpus: str | os.PathLike | None = None) -> int:
+    """Refuse a prepared split edited since it was written, or made from another corpus than
+    `corpus` (when given and the split was made from one); returns its row count."""
+    split = Path(split)
+    rebuild = "snakemake --forcerun prepare_dataset"
+    rec = read_record(split, rebuild)
+    now = fingerprint(split)
+    was = rec.get("split") or {}
+    if (was.get("size"), was.get("sha256_sampled")) != (now["size"], now["sha256_sampled"]):
+        raise InputError(f"{split}: changed since it was prepared ({was.get('size')} bytes then, {now['size']} now); "
+                         f"rebuild it: {rebuild}")
+    if corpus is not None and "corpus" in rec["sources"]:
+        check(split, {"corpus": corpus}, rebuild)
+    return rec["rows"]

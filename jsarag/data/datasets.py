@@ -12,6 +12,7 @@ from jsarag import InputError
 from jsarag.data.archive import where
 from jsarag.data.integrity import check_count, check_gold, content_hash
 from jsarag.data.targets import apply_rule
+from jsarag.fingerprint import stamp_split
 from jsarag.io import atomic_open, write_json
 from jsarag.layout import LAYOUT, SPLITS, Layout
 
@@ -162,6 +163,8 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             for _, ex in splits[s]:
                 files_out[s].write(json.dumps(ex, ensure_ascii=False) + "\n")
     stats["written"] = {s: len(splits[s]) for s in SPLITS}
+    for s in SPLITS:  # each split records what it was made from (jsarag.fingerprint.check_split reads it)
+        stamp_split(layout.split(name, s), len(splits[s]), {**files, **({"corpus": corpus} if corpus else {})})
     stats["sha256"] = {s: content_hash(layout.split(name, s)) for s in SPLITS}
     stats["seconds"] = round(time.time() - t0, 2)
     write_json(layout.dataset_stats(name), stats)

@@ -29,12 +29,16 @@ def check_gold(sources: dict[str, list], passages_jsonl: str | Path) -> int:
                 need.setdefault(pid, loc)
     if not need:
         return 0
-    found = set()
+    found, parts = set(), {}
     for p in read_jsonl(passages_jsonl, required=("id",)):  # a malformed line names file:line
         if p["id"] in need:
             found.add(p["id"])
+        elif "#" in p["id"] and p["id"].rsplit("#", 1)[0] in need:
+            parts.setdefault(p["id"].rsplit("#", 1)[0], p["id"])  # a document split into passages ID#0, ID#1, ...
     missing = [p for p in need if p not in found]
     if missing:
+        hint = (f"; it is a document split into passages ({parts[missing[0]]!r}, ...): gold ids name passages, ID#n"
+                if missing[0] in parts else "")
         raise InputError(f"{need[missing[0]]}: gold passage {missing[0]!r} is not in the corpus {passages_jsonl}"
-                         f" ({len(missing)} gold id(s) missing)")
+                         f" ({len(missing)} gold id(s) missing){hint}")
     return len(need)

@@ -104,6 +104,10 @@ def test_bulk_read_checks_its_row_count(collection):
         store.read_range(100, 330)
     with pytest.raises(InputError, match=r"rows \[0, 331\) asked for, the file has 330"):
         store.read_range(0, 331)
+    with pytest.raises(InputError, match=r"row 330 asked for, the file has 330 passages"):
+        store[330]
+    with pytest.raises(InputError, match=r"row 250 starts at byte \d+, past the end of the file"):
+        store.get([0, 250])
 
 
 def test_dense_shard_cli_refuses_cut_passages(small, tiny_encoder_dir, tmp_path):

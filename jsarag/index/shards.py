@@ -21,7 +21,7 @@ import numpy as np
 
 from jsarag import InputError
 from jsarag.config import IndexParams
-from jsarag.fingerprint import check, forget, stamp, stamp_index
+from jsarag.fingerprint import check, fingerprint, forget, stamp, stamp_index
 from jsarag.io import atomic_dir, atomic_path
 
 log = logging.getLogger("jsarag.index")
@@ -65,28 +65,28 @@ def encode_shard(passages: str | Path, model: str, out: str | Path, p: IndexPara
     from jsarag.model.dense_index import encode_passages
     from jsarag.model.passages import PassageStore
 
-    store = PassageStore(passages)
-    n = len(store)
-    store.close()
-    if n == 0:
-        raise InputError(f"{passages}: no passages")
-    start, stop = shard_range(n, p.index.shards, shard)
-    enc = load_encoder(model, p)
-    t0 = time.time()
-    forget(out)
-    if stop == start:  # more shards than passages: an empty shard
-        with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.zeros((0, enc.dim), dtype=np.float16))
-    else:
-        with atomic_path(out) as tmp:
-            mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(stop - start, enc.dim))
-            for s in range(start, stop, chunk):
-                batch = read_rows(passages, s, min(s + chunk, stop))
-                mat[s - start: s - start + len(batch)] = encode_passages(enc, batch, p.index.dense_batch_size)
-                done = s - start + len(batch)
-                log.info("shard %d/%d: %d/%d passages (%.1f/s)", shard, p.index.shards, done, stop - start, done / (time.time() - t0))
-            mat.flush()
-            del mat
+    with PassageStore(passages) as store:  # refuses a passages.jsonl changed since its offsets (and an empty one)
+        before = fingerprint(passages)
+        n = len(store)
+        start, stop = shard_range(n, p.index.shards, shard)
+        enc = load_encoder(model, p)
+        t0 = time.time()
+        forget(out)
+        if stop == start:  # more shards than passages: an empty shard
+            with atomic_path(out) as tmp, open(tmp, "wb") as f:
+                np.save(f, np.zeros((0, enc.dim), dtype=np.float16))
+        else:
+            with atomic_path(out) as tmp:
+                mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(stop - start, enc.dim))
+                for s in range(start, stop, chunk):
+                    batch = store.read_range(s, min(s + chunk, stop))  # exactly these rows, or an InputError
+                    mat[s - start: s - start + len(batch)] = encode_passages(enc, batch, p.index.dense_batch_size)
+                    done = s - start + len(batch)
+                    log.info("shard %d/%d: %d/%d passages (%.1f/s)", shard, p.index.shards, done, stop - start, done / (time.time() - t0))
+                mat.flush()
+                del mat
+    if fingerprint(passages) != before:  # the shard stays without a record: the merge refuses it
+        raise InputError(f"{passages} changed while shard {shard} was encoded; rerun the shard")
     stamp(out, {"passages": passages}, stop - start, shard=shard, shards=p.index.shards, start=start, stop=stop)
     return stop - start
 

@@ -93,9 +93,16 @@ class PassageStore:
         return len(self.offsets)
 
     def __getitem__(self, row: int) -> dict:
-        off = int(self.offsets[int(row)])
+        row = int(row)
+        if not 0 <= row < len(self):
+            raise InputError(f"{self.path}: row {row} asked for, the file has {len(self)} passages (an index of another passages.jsonl?)")
+        off = int(self.offsets[row])
         self._f.seek(off)
-        return parse_passage(self._f.readline(), self.path, off)
+        raw = self._f.readline()
+        if not raw:
+            raise InputError(f"{self.path}: row {row} starts at byte {off}, past the end of the file: it shrank since its offsets "
+                             f"were built; rebuild: {rebuild_command(self.path)}")
+        return parse_passage(raw, self.path, off)
 
     def get(self, rows) -> list[dict]:
         return [self[r] for r in rows]

@@ -50,6 +50,7 @@ def setup(args, method: str, tmp: str, dp=None, **overrides):
     """The method's trainer on the first N real passages (exact mode), with the real models."""
     from jsarag.config import GeneratorConfig, RetrieverConfig
     from jsarag.data.examples import load_examples
+    from jsarag.fingerprint import stamp_index
     from jsarag.io import write_jsonl
     from jsarag.model.dense_index import build_small_index
     from jsarag.model.encoders import Encoder
@@ -72,6 +73,7 @@ def setup(args, method: str, tmp: str, dp=None, **overrides):
         retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")
         enc = Encoder.from_source(args.retriever, retriever.pooling, retriever.normalize, retriever.max_length)
         build_small_index(f"{tmp}/dense", enc, passages)
+        stamp_index(f"{tmp}/dense", f"{tmp}/passages.jsonl")
     if dp is not None:
         dp.barrier()
     retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")

@@ -149,6 +149,10 @@ def _cross_check(cfg: dict, source: str) -> None:
     ks = cfg.get("evaluate", {}).get("k_values")
     if ks and max(ks) > 20:
         raise InputError(f"{source}: evaluate.k_values: at most 20 passages are retrieved, got {max(ks)}")
+    ev = EvaluateConfig.from_dict(cfg.get("evaluate"), "evaluate")
+    if "topk" in ev.decoding and ev.topk_decode > max(ev.k_values):
+        raise InputError(f"{source}: evaluate.topk_decode: top-k decoding reads the top {ev.topk_decode} passages, but only "
+                         f"max(evaluate.k_values) = {max(ev.k_values)} are retrieved")
 
 
 # -- typed sections -----------------------------------------------------------------------------

@@ -14,12 +14,16 @@ from jsarag.config import Section
 class RuleResources(Section):
     """What one rule's job asks a cluster for (Snakemake `resources:`; the SLURM plugin turns them
     into sbatch options). cpus_per_task None: the rule's threads. gpu_model and slurm_extra are
-    passed only when set: account, partition and GPU model are the user's, never the code's."""
+    passed only when set: account, partition and GPU model are the user's, never the code's.
+    gres: ask for the GPUs as a generic resource, `--gres=gpu[:MODEL]:N` (the SLURM plugin's `gres`
+    resource), for clusters that refuse `--gpus`; the plugin takes `gpu` and `gres` as mutually
+    exclusive, so `gpu` and `gpu_model` then go into the gres string instead."""
     runtime: int = 30  # minutes
     mem_mb: int = 2000
     cpus_per_task: int | None = None
     gpu: int = 0  # > 1 on train: data-parallel over that many GPUs (torchrun, jsarag/train/distributed.py)
     gpu_model: str | None = None
+    gres: bool = False
     slurm_extra: str | None = None
 
 
@@ -63,9 +67,14 @@ PREEMPT_SIGNAL = "--signal=TERM@300"  # SIGTERM 5 min before the time limit: the
 def rule_resources(cfg: dict, rule: str, threads: int) -> dict:
     """The `resources:` of a rule's job, from the config's resources section."""
     r = getattr(ResourcesConfig.from_dict(cfg.get("resources")), rule)
-    out = {"runtime": r.runtime, "mem_mb": r.mem_mb, "cpus_per_task": r.cpus_per_task or threads, "gpu": r.gpu}
-    if r.gpu_model:
-        out["gpu_model"] = r.gpu_model
+    out = {"runtime": r.runtime, "mem_mb": r.mem_mb, "cpus_per_task": r.cpus_per_task or threads}
+    if r.gres:
+        if r.gpu:
+            out["gres"] = ":".join(["gpu", *([r.gpu_model] if r.gpu_model else []), str(r.gpu)])
+    else:
+        out["gpu"] = r.gpu
+        if r.gpu_model:
+            out["gpu_model"] = r.gpu_model
     extra = " ".join(x for x in (r.slurm_extra, PREEMPT_SIGNAL if rule == "train" else None) if x)
     if extra:
         out["slurm_extra"] = extra

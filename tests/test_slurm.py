@@ -28,7 +28,7 @@ RUN_TIMEOUT = 1500  # s, the whole SLURM run; each job also has its runtime as a
 
 @pytest.fixture(scope="module")
 def slurm_env():
-    env = dict(os.environ)  # the state folder: JSARAG_SLURM_STATE or /tmp/jsarag-slurm (munged must reach it)
+    env = dict(os.environ)  # the state folder: JSARAG_SLURM_STATE or start.sh's default (munged must reach it)
     try:
         r = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True, env=env, timeout=900)
         if r.returncode == 3:

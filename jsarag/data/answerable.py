@@ -2,13 +2,13 @@
 the normalized answer strings (word-bounded, the same test as jsarag.text.has_answer)."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import ahocorasick
 from tqdm.auto import tqdm
 
+from jsarag.io import read_jsonl
 from jsarag.text import normalize
 
 log = logging.getLogger("jsarag.answerable")
@@ -37,13 +37,11 @@ def answerable(examples: list[dict], passages_jsonl: str | Path) -> list[bool]:
     use_ac = len(auto) > 0
     if use_ac:
         auto.make_automaton()
-    with open(passages_jsonl, encoding="utf-8") as f:
-        for line in tqdm(f, desc="answerable", unit="p", mininterval=10):
-            p = json.loads(line)
-            for i in gold.get(p["id"], ()):
-                ok[i] = True
-            if use_ac:
-                for _, idx in auto.iter(f" {normalize(p['contents'])} "):
-                    for i in idx:
-                        ok[i] = True
+    for p in tqdm(read_jsonl(passages_jsonl, required=("id", "contents")), desc="answerable", unit="p", mininterval=10):
+        for i in gold.get(p["id"], ()):
+            ok[i] = True
+        if use_ac:
+            for _, idx in auto.iter(f" {normalize(p['contents'])} "):
+                for i in idx:
+                    ok[i] = True
     return ok

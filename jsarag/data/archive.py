@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from jsarag import InputError
+from jsarag.io import COMPRESSED_ERRORS
 
 _NESTED = (".jar", ".zip", ".whl")
 
@@ -86,12 +87,24 @@ class Utf8Lines:
         self.f, self.loc, self.line = f, loc, 0
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self.f:
-            self.line += 1
-            yield decode(raw, self.loc, self.line)
+        with compressed_errors(self.loc, self):
+            for raw in self.f:
+                self.line += 1
+                yield decode(raw, self.loc, self.line)
 
     def read(self) -> str:
-        return decode(self.f.read(), self.loc, self.line + 1)
+        with compressed_errors(self.loc, self):
+            return decode(self.f.read(), self.loc, self.line + 1)
+
+
+@contextlib.contextmanager
+def compressed_errors(loc: str, at=None):
+    """A gzip stream that ends early (EOFError) or is corrupt names loc:line instead of a traceback."""
+    try:
+        yield
+    except COMPRESSED_ERRORS as e:
+        line = f":{at.line + 1}" if at is not None else ""
+        raise InputError(f"{loc}{line}: truncated or corrupt compressed data ({e})") from None
 
 
 def decode(data: bytes, loc: str, first_line: int = 1) -> str:
@@ -131,7 +144,7 @@ def where(path: str | Path, member: str | None) -> str:
 def load_json(path: str | Path, member: str | None = None):
     """One JSON document (a small file: ovos summaries, DoQA); bad UTF-8 or JSON names file:line."""
     loc = where(path, member)
-    with open_binary(path, member) as f:
+    with open_binary(path, member) as f, compressed_errors(loc):
         text = decode(f.read(), loc)
     try:
         return json.loads(text)

@@ -180,6 +180,8 @@ def prepare_corpus(cfg: dict, download: str | Path, out: str | Path, stats: str 
                         pid = json.loads(line)["id"]
                         break
             raise InputError(f"{loc}:{_duplicate_line(cfg, download, pid)}: duplicate passage id {pid!r}")
+        if not hashes:
+            raise InputError(f"{loc}: no passages to write to {out} ({n_empty} empty skipped)")
         check_count("expect_passages", cfg.get("expect_passages"), len(hashes), f"passages in {loc}")
     n = build_offsets(out)
     log.info("corpus: wrote %d passages to %s (%d empty skipped; %s)", n, out, n_empty, counts or "nothing changed by the reader")

@@ -12,6 +12,7 @@ from jsarag import InputError
 from jsarag.data.archive import where
 from jsarag.data.integrity import check_count, check_gold, content_hash
 from jsarag.data.targets import apply_rule
+from jsarag.fingerprint import stamp_split
 from jsarag.io import atomic_open, write_json
 from jsarag.layout import LAYOUT, SPLITS, Layout
 
@@ -214,6 +215,10 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             log.info("%s/%s: kept %d answerable questions, dropped %d", name, s, len(kept[s]), len(sources[s]) - len(kept[s]))
         sources = kept
     splits = assign_splits(sources, cfg)
+    for s in SPLITS:  # every split is read by a rule (train: train, valid; evaluation: test); n_<split>: 0 (API only) asks for none
+        if not splits[s] and cfg.get(f"n_{s}") != 0:
+            raise InputError(f"{layout.split(name, s)}: the {s} split would hold 0 examples (read {stats['read']}, after "
+                             f"the filter {stats.get('answerable', stats['read'])}, split sizes from datasets.{name}.n_*); nothing written")
     stats["targets"] = apply_rule([ex for s in SPLITS for _, ex in splits[s]], rule, corpus)
     with contextlib.ExitStack() as stack:  # all splits renamed into place only if all succeed
         files_out = {s: stack.enter_context(atomic_open(layout.split(name, s))) for s in SPLITS}
@@ -221,6 +226,8 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
             for _, ex in splits[s]:
                 files_out[s].write(json.dumps(ex, ensure_ascii=False) + "\n")
     stats["written"] = {s: len(splits[s]) for s in SPLITS}
+    for s in SPLITS:  # each split records what it was made from (jsarag.fingerprint.check_split reads it)
+        stamp_split(layout.split(name, s), len(splits[s]), {**files, **({"corpus": corpus} if corpus else {})})
     stats["sha256"] = {s: content_hash(layout.split(name, s)) for s in SPLITS}
     stats["seconds"] = round(time.time() - t0, 2)
     write_json(layout.dataset_stats(name), stats)

@@ -38,4 +38,6 @@ def load_examples(path) -> list[dict]:
         if "answers" in ex and not (isinstance(ex["answers"], list) and any(isinstance(a, str) and a.strip() for a in ex["answers"])):
             raise InputError(f"{path}: example {n} ({ex['id']!r}) has an empty answer list")
         rows.append(ex)
+    if not rows:
+        raise InputError(f"{path}: no examples (0 rows)")
     return rows

@@ -2,10 +2,10 @@
 split, pinned counts that stop the run on a mismatch, and gold passages that must exist."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jsarag import InputError
+from jsarag.io import read_jsonl
 
 
 def content_hash(path: str | Path) -> str:
@@ -33,14 +33,13 @@ def check_gold(sources: dict[str, list], passages_jsonl: str | Path) -> int:
     if not need:
         return 0
     found, parts = set(), {}
-    with open(passages_jsonl, encoding="utf-8") as f:
-        for line in f:
-            pid = json.loads(line)["id"]
-            doc, sep, c = pid.rpartition("#")
-            if pid in need:
-                found.add(pid)
-            if sep and c.isdigit() and doc in need:
-                parts.setdefault(doc, []).append(pid)
+    for p in read_jsonl(passages_jsonl, required=("id",)):  # a malformed line names file:line
+        pid = p["id"]
+        doc, sep, c = pid.rpartition("#")
+        if pid in need:
+            found.add(pid)
+        if sep and c.isdigit() and doc in need:
+            parts.setdefault(doc, []).append(pid)
     missing = [p for p in need if p not in found and p not in parts]
     if missing:
         raise InputError(f"{need[missing[0]]}: gold passage {missing[0]!r} is not in the corpus {passages_jsonl} (neither a "

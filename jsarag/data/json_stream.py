@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from jsarag import InputError
+from jsarag.io import COMPRESSED_ERRORS
 
 _WS = " \t\r\n"
 _DECODER = json.JSONDecoder()
@@ -18,6 +19,7 @@ class _Buffer:
     def __init__(self, f: IO[str], loc: str, chunk: int):
         self.f, self.loc, self.chunk = f, loc, chunk
         self.buf, self.pos, self.base, self.eof = "", 0, 0, False
+        self.lines_before = 0  # newlines in the part of the file dropped from the buffer
 
     def more(self) -> bool:
         if self.eof:
@@ -26,16 +28,24 @@ class _Buffer:
             data = self.f.read(self.chunk)
         except UnicodeDecodeError as e:
             raise InputError(f"{self.loc}: not UTF-8 (byte {e.start} of a read block near character {self.base + len(self.buf)})") from None
+        except COMPRESSED_ERRORS as e:  # a gzip member that ends early or is corrupt
+            raise InputError(f"{self.loc}: truncated or corrupt compressed data near character {self.base + len(self.buf)} "
+                             f"(line {self.line()}): {e}") from None
         if not data:
             self.eof = True
             return False
         self.base += self.pos
+        self.lines_before += self.buf.count("\n", 0, self.pos)
         self.buf = self.buf[self.pos:] + data
         self.pos = 0
         return True
 
+    def line(self) -> int:
+        """1-based line of the read position (counted over what has been read so far)."""
+        return self.lines_before + self.buf.count("\n", 0, self.pos) + 1
+
     def error(self, what: str):
-        return InputError(f"{self.loc}: malformed JSON at character {self.base + self.pos}: {what}")
+        return InputError(f"{self.loc}: malformed JSON at character {self.base + self.pos} (line {self.line()}): {what}")
 
     def peek(self) -> str:
         while True:

@@ -18,9 +18,9 @@ Dialog examples always train on their `target` (the response); the rule does not
 """
 from __future__ import annotations
 
-import json
 import random
 
+from jsarag.io import read_jsonl
 from jsarag.text import has_answer
 
 RULES = ("first", "canonical", "random", "contained")
@@ -40,11 +40,9 @@ def apply_rule(examples: list[dict], rule: str, passages_jsonl=None) -> dict:
     need = {pid for ex in multi for pid in ex.get("gold_passages") or ()}
     text: dict[str, str] = {}
     if need and passages_jsonl is not None:
-        with open(passages_jsonl, encoding="utf-8") as f:
-            for line in f:
-                p = json.loads(line)
-                if p["id"] in need:
-                    text[p["id"]] = p["contents"]
+        for p in read_jsonl(passages_jsonl, required=("id", "contents")):  # a malformed line names file:line
+            if p["id"] in need:
+                text[p["id"]] = p["contents"]
     resolved = 0
     for ex in multi:
         for pid in ex.get("gold_passages") or ():

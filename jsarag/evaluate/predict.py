@@ -13,6 +13,7 @@ import torch
 from jsarag.config import RunParams
 from jsarag.data.examples import context_text, load_examples, posterior_text
 from jsarag.evaluate.metrics import dpr_hits, generation_metrics, passage_hits, prediction_row, row_retrieval_metrics
+from jsarag.fingerprint import check_split
 from jsarag.io import write_json, write_jsonl
 from jsarag.layout import RunFiles
 from jsarag.model.factory import build_model, load_trained
@@ -66,6 +67,7 @@ def evaluate(p: RunParams, test: str, passages: str, index: str, retriever: str,
     """Predictions and metrics of the run in `run_dir` on the examples of `test`."""
     ev, cfg = p.evaluate, p.train
     files = RunFiles(run_dir)
+    check_split(test, passages)
     model = load_for_eval(p, passages, index, retriever, generator, files.weights)
     examples = load_examples(test)
     kmax = max(ev.k_values)

@@ -77,6 +77,7 @@ def seq2seq(path: str | Path) -> str:
 
 def knowledge_base(d: str | Path, encoder_dir: str) -> Path:
     """passages.jsonl (+ offsets), dense/{index,docid} encoded with `encoder_dir`, and train.jsonl."""
+    from jsarag.fingerprint import stamp_index
     from jsarag.io import write_jsonl
     from jsarag.model.dense_index import build_small_index
     from jsarag.model.encoders import Encoder
@@ -87,6 +88,7 @@ def knowledge_base(d: str | Path, encoder_dir: str) -> Path:
     write_jsonl(d / "passages.jsonl", passages)
     build_offsets(d / "passages.jsonl")
     build_small_index(d / "dense", Encoder.from_source(encoder_dir), passages)
+    stamp_index(d / "dense", d / "passages.jsonl")  # what the index was built from (jsarag.fingerprint)
     write_jsonl(d / "train.jsonl", EXAMPLES)
     return d
 

@@ -16,6 +16,7 @@ from jsarag.config import RunParams
 from jsarag.data.examples import context_text, load_examples, posterior_text
 from jsarag.evaluate.metrics import dpr_hits, generation_metrics, passage_hits, prediction_row, retrieval_metrics
 from jsarag.evaluate.predict import retrieve
+from jsarag.fingerprint import check_split
 from jsarag.io import read_jsonl, write_json, write_jsonl
 from jsarag.layout import BASELINES, ZERO_SHOT
 from jsarag.model.factory import build_model
@@ -46,6 +47,7 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
     torch.set_num_threads(p.train.threads)
     model = build_model(p.train, p.retriever, p.generator, retriever, generator, index, passages, posterior=True, training=False)
     model.eval()  # LoRA starts at zero: this is the untrained generator
+    check_split(test, passages)
     examples = load_examples(test)
     by_id = {}
     for name in BASELINES:

@@ -23,11 +23,15 @@ log = logging.getLogger("jsarag.index")
 K_VALUES = (1, 5, 10, 20)
 
 
-def bm25_run(examples, index_dir: str, k: int, threads: int) -> list[dict]:
+def bm25_run(examples, index_dir: str, passages: str, k: int, threads: int) -> list[dict]:
     from jsarag.index.java import ensure_java
 
     ensure_java()
     from pyserini.search.lucene import LuceneSearcher
+
+    from jsarag.fingerprint import check_bm25_against_collection
+
+    check_bm25_against_collection(index_dir, Path(passages).parent)  # built from this corpus collection, as it is now
 
     searcher = LuceneSearcher(str(index_dir))
     qids = [str(i) for i in range(len(examples))]
@@ -44,6 +48,7 @@ def bm25_run(examples, index_dir: str, k: int, threads: int) -> list[dict]:
 def dense_run(examples, index_dir: str, passages: str, model: str, p: IndexParams, k: int) -> list[dict]:
     import torch
 
+    from jsarag.fingerprint import check_index_against_passages
     from jsarag.model.dense_index import DOCID_FILE, DenseIndex
     from jsarag.model.device import resolve_device
     from jsarag.model.encoders import Encoder
@@ -54,6 +59,7 @@ def dense_run(examples, index_dir: str, passages: str, model: str, p: IndexParam
     enc = Encoder.from_source(model, r.pooling, r.normalize, r.max_length).to(device)
     q = torch.from_numpy(enc.encode([context_text(e) for e in examples], batch_size=p.index.dense_batch_size))
     q = torch.nn.functional.normalize(q, dim=-1)
+    check_index_against_passages(index_dir, passages)
     store = PassageStore(passages)
     index = DenseIndex(index_dir, device=device, expect_rows=len(store), buffer_bytes=p.index.search_buffer_mb << 20)
     rows_idx = index.search(q, k)
@@ -82,6 +88,9 @@ def baselines(p: IndexParams, examples_path: str, passages: str, bm25: str, dens
               k: int = 20, layout: Layout = LAYOUT) -> dict:
     """BM25 and untrained-dense retrieval of the examples; writes the dataset's baseline files
     (layout.baseline, layout.baseline_metrics) and returns the metrics."""
+    from jsarag.fingerprint import check_split
+
+    check_split(examples_path, passages)
     examples = load_examples(examples_path)
     if not examples:
         raise InputError(f"{examples_path}: no examples")
@@ -89,7 +98,7 @@ def baselines(p: IndexParams, examples_path: str, passages: str, bm25: str, dens
     for name in BASELINES:
         t0 = time.time()
         if name == "bm25":
-            rows = bm25_run(examples, bm25, k, p.index.threads)
+            rows = bm25_run(examples, bm25, passages, k, p.index.threads)
         else:
             rows = dense_run(examples, dense, passages, model, p, k)
         write_jsonl(layout.baseline(dataset, name), rows)

@@ -5,19 +5,23 @@ passage encoder, bf16 on a GPU and fp32 on the CPU, and writes them as an fp16 .
 a killed job leaves no shard file, so only that shard is redone. The merge streams the shards, in
 order, into one FAISS fp16 index file (jsarag.model.dense_index) with its docid list, checking that
 the rows add up to the passage count.
+
+Each shard records the passages.jsonl it was encoded from (size and sampled hash, jsarag.fingerprint)
+and its row range; the merge refuses a shard of another passages.jsonl or another slicing, and
+records the passages in the index folder (`source.json`), which
+`jsarag.fingerprint.check_index_against_passages` checks at load.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from jsarag import InputError
 from jsarag.config import IndexParams
+from jsarag.fingerprint import check, fingerprint, forget, stamp, stamp_index
 from jsarag.io import atomic_dir, atomic_path
 
 log = logging.getLogger("jsarag.index")
@@ -46,14 +50,16 @@ def load_encoder(model: str, p: IndexParams):
 
 
 def read_rows(passages: str | Path, start: int, stop: int) -> list[dict]:
-    """Lines [start, stop) of a passage file, read from the byte offset of `start`."""
+    """Rows [start, stop) of a passage file, read from the byte offset of `start`: exactly
+    stop - start of them, or an InputError naming the file (and the line of a malformed one)."""
     from jsarag.model.passages import PassageStore
 
-    store = PassageStore(passages)
-    store._f.seek(int(store.offsets[start]) if start < len(store) else 0)
-    rows = [json.loads(line) for line in islice((ln for ln in store._f if ln.strip()), stop - start)]
-    store.close()
-    return rows
+    with PassageStore(passages) as store:
+        return store.read_range(start, stop)
+
+
+def shard_rebuild(out: str | Path) -> str:
+    return f"delete {out} and rerun (snakemake reruns dense_shard), or: snakemake --forcerun dense_shard"
 
 
 def encode_shard(passages: str | Path, model: str, out: str | Path, p: IndexParams, shard: int, chunk: int = CHUNK) -> int:
@@ -61,30 +67,29 @@ def encode_shard(passages: str | Path, model: str, out: str | Path, p: IndexPara
     from jsarag.model.dense_index import encode_passages
     from jsarag.model.passages import PassageStore
 
-    store = PassageStore(passages)
-    n = len(store)
-    store.close()
-    if n == 0:
-        raise InputError(f"{passages}: no passages")
-    start, stop = shard_range(n, p.index.shards, shard)
-    enc = load_encoder(model, p)
-    t0 = time.time()
-    if stop == start:  # more shards than passages: an empty shard
-        with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.save(f, np.zeros((0, enc.dim), dtype=np.float16))
-        return 0
-    with atomic_path(out) as tmp:
-        mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(stop - start, enc.dim))
-        for s in range(start, stop, chunk):
-            batch = read_rows(passages, s, min(s + chunk, stop))
-            for b in batch:
-                if "id" not in b or "contents" not in b:
-                    raise InputError(f"{passages}:{s + 1}: a passage needs id and contents")
-            mat[s - start: s - start + len(batch)] = encode_passages(enc, batch, p.index.dense_batch_size)
-            done = s - start + len(batch)
-            log.info("shard %d/%d: %d/%d passages (%.1f/s)", shard, p.index.shards, done, stop - start, done / (time.time() - t0))
-        mat.flush()
-        del mat
+    with PassageStore(passages) as store:  # refuses a passages.jsonl changed since its offsets (and an empty one)
+        before = fingerprint(passages)
+        n = len(store)
+        start, stop = shard_range(n, p.index.shards, shard)
+        enc = load_encoder(model, p)
+        t0 = time.time()
+        forget(out)
+        if stop == start:  # more shards than passages: an empty shard
+            with atomic_path(out) as tmp, open(tmp, "wb") as f:
+                np.save(f, np.zeros((0, enc.dim), dtype=np.float16))
+        else:
+            with atomic_path(out) as tmp:
+                mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(stop - start, enc.dim))
+                for s in range(start, stop, chunk):
+                    batch = store.read_range(s, min(s + chunk, stop))  # exactly these rows, or an InputError
+                    mat[s - start: s - start + len(batch)] = encode_passages(enc, batch, p.index.dense_batch_size)
+                    done = s - start + len(batch)
+                    log.info("shard %d/%d: %d/%d passages (%.1f/s)", shard, p.index.shards, done, stop - start, done / (time.time() - t0))
+                mat.flush()
+                del mat
+    if fingerprint(passages) != before:  # the shard stays without a record: the merge refuses it
+        raise InputError(f"{passages} changed while shard {shard} was encoded; rerun the shard")
+    stamp(out, {"passages": passages}, stop - start, shard=shard, shards=p.index.shards, start=start, stop=stop)
     return stop - start
 
 
@@ -93,22 +98,33 @@ def merge_shards(shard_files: list[str], passages: str | Path, out: str | Path, 
     from jsarag.model.dense_index import INDEX_FILE, sq_fp16_header, write_docids
     from jsarag.model.passages import PassageStore
 
-    mats = [np.load(f, mmap_mode="r") for f in shard_files]
+    store = PassageStore(passages)
+    mats = []
+    for f in shard_files:
+        try:
+            mats.append(np.load(f, mmap_mode="r"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"{f}: not a readable shard ({e}); rebuild it: {shard_rebuild(f)}") from None
     dims = {m.shape[1] for m in mats}
     if len(dims) != 1:
         raise InputError(f"shards disagree on the embedding size: {sorted(dims)} ({', '.join(shard_files)})")
     n = sum(m.shape[0] for m in mats)
-    store = PassageStore(passages)
     if n != len(store):
         raise InputError(f"{passages}: {len(store)} passages but the {len(mats)} shards hold {n} rows: re-encode the shards")
+    for i, (f, m) in enumerate(zip(shard_files, mats)):
+        rec = check(f, {"passages": passages}, shard_rebuild(f), rows=m.shape[0])
+        want = shard_range(len(store), len(shard_files), i)
+        if (rec.get("start"), rec.get("stop")) != want:
+            raise InputError(f"{f}: holds rows [{rec.get('start')}, {rec.get('stop')}) but shard {i} of {len(shard_files)} over "
+                             f"{len(store)} passages is [{want[0]}, {want[1]}); rebuild it: {shard_rebuild(f)}")
     with atomic_dir(out) as tmp:
         with open(Path(tmp) / INDEX_FILE, "wb") as f:
             f.write(sq_fp16_header(dims.pop(), n))
             for m in mats:
                 for s in range(0, m.shape[0], chunk_rows):
                     f.write(np.ascontiguousarray(m[s: s + chunk_rows]).tobytes())
-        store._f.seek(0)
-        write_docids(tmp, (json.loads(line)["id"] for line in store._f if line.strip()))
+        write_docids(tmp, (p["id"] for s in range(0, n, chunk_rows) for p in store.read_range(s, min(s + chunk_rows, n))))
+        stamp_index(out, passages, into=tmp)
     store.close()
     return n
 

@@ -6,6 +6,7 @@ import torch
 
 from jsarag import InputError
 from jsarag.config import GeneratorConfig, RetrieverConfig
+from jsarag.fingerprint import check_index_against_passages
 from jsarag.model.dense_index import DenseIndex, Group
 from jsarag.model.device import resolve_device
 from jsarag.model.encoders import Encoder
@@ -44,6 +45,7 @@ def build_model(cfg, retriever: RetrieverConfig, generator: GeneratorConfig, ret
                                 gradient_checkpointing=cfg.gradient_checkpointing and training, instruction=cfg.instruction,
                                 max_input_tokens=cfg.max_input_tokens, max_target_tokens=cfg.max_target_tokens)
     post = LatentModel.posterior_from_prior(prior) if posterior else None
+    check_index_against_passages(index_dir, passages)  # built from this passages.jsonl, as it is now (jsarag/fingerprint.py)
     store = PassageStore(passages)
     index = DenseIndex(index_dir, device=device, expect_rows=len(store), shard=shard,
                        buffer_bytes=cfg.search_buffer_mb << 20)  # on a GPU, the held rows in its memory

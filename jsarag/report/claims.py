@@ -29,6 +29,7 @@ from jsarag import InputError
 from jsarag.io import atomic_open
 from jsarag.layout import Layout
 from jsarag.report.sanity import NOT_BELOW, judge_not_below
+from jsarag.report.stats import t_quantile, z_quantile
 
 log = logging.getLogger("jsarag.report")
 CLAIMS = Path(__file__).with_name("claims.yaml")
@@ -37,7 +38,8 @@ REQUIRED = {"delta": ("id", "text", "dataset", "metric", "a", "b", "direction"),
             "compare": ("id", "text", "table", "dataset", "metric", "a", "b", "direction"),
             "estimator": ("id", "text", "estimator", "component", "statistic", "direction", "threshold")}
 STATUSES = ("CONFIRMED", "REFUTED", "INCONCLUSIVE", "SKIP")
-Z95, MDE_FACTOR = 1.959964, 2.801585  # z_0.975; z_0.975 + z_0.80
+Z95 = z_quantile(0.975)
+MDE_FACTOR = Z95 + z_quantile(0.80)  # a CI's half-width in standard errors, plus 80% power
 
 
 @dataclass
@@ -216,9 +218,6 @@ def check_compare(c: dict, tables: Tables) -> list[Verdict]:
     return out
 
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-
-
 def _difference_ci(ra, rb, measured: float) -> tuple[float, float] | None:
     """95% CI of value(a) - value(b): from the two cells' own 95% CIs (independent runs) when both have
     one; else from the sd over seeds (t quantile, df = fewest seeds - 1) when both have >= 2 seeds."""
@@ -229,7 +228,7 @@ def _difference_ci(ra, rb, measured: float) -> tuple[float, float] | None:
     if min(na, nb) < 2:
         return None
     se = np.hypot(ra["sd"] / np.sqrt(na), rb["sd"] / np.sqrt(nb))
-    t = T975.get(min(na, nb) - 1, Z95 + 2.4 / (min(na, nb) - 1))
+    t = t_quantile(0.975, min(na, nb) - 1)
     return measured - t * se, measured + t * se
 
 

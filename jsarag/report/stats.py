@@ -5,6 +5,7 @@ Two kinds of metric are handled alike:
 - mean metrics (EM, F1, ROUGE-L, R@k): per-example scores, the statistic is their mean;
 - corpus metrics (BLEU): per-example sufficient statistics [n, d], the statistic is `fn(stats.sum(0))`.
 A resample draws example indices; a paired resample draws the same indices for both methods.
+Quantiles of the normal and Student t distributions come from scipy.stats, exact for any df.
 """
 from __future__ import annotations
 
@@ -118,6 +119,22 @@ def permutation_test(a, b, n_perm: int = 1000, seed: int = 0,
             sb = np.where(swap[:, None], a, b).sum(0)
             count += int(abs(fn(sa) - fn(sb)) >= obs - 1e-12)
     return (1 + count) / (1 + n_perm)
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The q quantile of Student's t with df degrees of freedom (scipy.stats.t)."""
+    from scipy.stats import t
+
+    if df < 1:
+        raise InputError(f"t quantile: needs df >= 1, got {df}")
+    return float(t.ppf(q, df))
+
+
+def z_quantile(q: float) -> float:
+    """The q quantile of the standard normal (scipy.stats.norm)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(q))
 
 
 def mean_sd(values) -> tuple[float, float]:

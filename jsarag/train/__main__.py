@@ -14,6 +14,7 @@ import torch
 from jsarag.cli import read_params, run_cli
 from jsarag.config import RunParams
 from jsarag.data.examples import load_examples
+from jsarag.fingerprint import check_split
 from jsarag.io import write_json
 from jsarag.layout import RunFiles
 from jsarag.model.factory import build_model
@@ -28,11 +29,12 @@ def train(p: RunParams, examples_path: str, passages: str, index: str, retriever
     # any model, encoder or index is built, and everything below is placed on dp.device
     dp = DataParallel.from_env(cfg.device)
     torch.set_num_threads(rank_threads(cfg.threads, dp.world))  # the job's CPUs shared by its ranks
+    check_split(examples_path, passages)  # the split as prepared, from this corpus (jsarag/fingerprint.py)
     examples = load_examples(examples_path)
     trainer_cls = TRAINERS[p.method]
     model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior,
                         device=dp.device, shard=dp)  # each rank holds its own rows of the index
-    valid = load_examples(valid_path) if valid_path and cfg.valid_every > 0 else None
+    valid = load_examples(valid_path) if valid_path and cfg.valid_every > 0 and check_split(valid_path, passages) else None
     trainer = trainer_cls(cfg, model, examples, out, valid_examples=valid, dp=dp)
     summary = trainer.train(progress=progress and dp.is_main)
     if dp.is_main:  # one writer under torchrun

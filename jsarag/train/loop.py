@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from jsarag import InputError
 from jsarag.data.targets import visit
-from jsarag.io import atomic_path, write_json
+from jsarag.io import atomic_path, save_torch, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
 from jsarag.phases import phase
@@ -192,8 +192,7 @@ class Trainer:
     def save_model(self) -> None:
         if not self.dp.is_main:
             return
-        with atomic_path(self.files.weights) as tmp:
-            torch.save(self.trainable_state(), tmp)
+        save_torch(self.trainable_state(), self.files.weights)  # byte-reproducible: no temp name inside
         write_json(self.files.model_config, {"method": self.method, **self.cfg.to_dict()})
 
     # -- loop -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ RETRIEVE_BATCH = 64  # jsarag/evaluate/predict.py retrieve(): Encoder.encode bat
 MIS_BATCH = 4  # jsarag/evaluate/mis_sweep.py: examples per model.score call
 
 LABELS = {
-    "generator.weights": "generator weights", "lora.weights": "LoRA weights (fp32)", "lora.grads": "LoRA gradients (fp32)",
+    "generator.weights": "generator weights (bf16)", "lora.weights": "LoRA weights (fp32)", "lora.grads": "LoRA gradients (fp32)",
     "lora.adamw": "LoRA AdamW moments (2 x fp32)", "prior.weights": "prior encoder weights (fp32)",
     "prior.grads": "prior gradients (fp32, all but the pooler)", "prior.adamw": "prior AdamW moments (2 x fp32)",
     "posterior.weights": "posterior encoder weights (fp32)", "posterior.grads": "posterior gradients (fp32, all but the pooler)",

@@ -289,3 +289,43 @@ def test_local_model_directories_are_read(tiny_causal_dir, tiny_encoder_dir):
     enc = sum(p.numel() for p in AutoModel.from_pretrained(tiny_encoder_dir).parameters())
     for e in entries:
         assert e["parts"]["generator.weights"] == gen * 2 and e["parts"]["prior.weights"] == enc * 4
+
+
+def test_saved_tensors_match_the_layer_formula():
+    """Exact, without a memory measurement: the tensors autograd keeps in a forward without
+    checkpointing (every storage the saved-tensor hooks see, parameters aside) are the plan's
+    per-layer formula plus the kept log-softmax, within 2% (at these shapes the padding mask,
+    the repeated k / v and the RMSNorm inputs are each more than that)."""
+    import torch
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    from jsarag.evaluate import tiny_kb
+    from jsarag.model.generator import Generator
+
+    case = {"gen": {**_gen(3, inter=112), "hidden_size": 64}, "lin": 120, "lt": 8, "n": 4}
+    tok = tiny_kb.tokenizer(eos=True)
+    cfg = MistralConfig(**case["gen"], vocab_size=tok.vocab_size, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    gen = Generator(AutoModelForCausalLM.from_config(cfg), tok, max_input_tokens=case["lin"], max_target_tokens=case["lt"])
+    gen.add_lora(**LORA)
+    gen.model.train()
+    words = " ".join(f"w{i}" for i in range(120))
+    n = case["n"]
+    params = {p.untyped_storage().data_ptr() for p in gen.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ll = gen.loglik(["a question"] * n, [{"title": "t", "contents": words}] * (n - 1) + [{"title": "t", "contents": "x"}],
+                        [words] * n)
+    L, T = case["lin"] + case["lt"], ll.tokens.shape[1]
+    assert T == case["lt"]
+    dec = ps.decoder(cfg)
+    acts = ps.generator_activations(dec, LORA, n, L, T, 4, checkpointing=False)
+    want = acts["activations.layers"] + n * T * dec.vocab * 4
+    assert abs(want / sum(seen.values()) - 1) < 0.02, (want, sum(seen.values()))

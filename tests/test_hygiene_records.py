@@ -59,12 +59,13 @@ def test_split_records_its_inputs_and_itself(tmp_path):
         check_split(test)
 
 
-def test_gold_document_id_gets_the_passage_hint(tmp_path):
+def test_gold_id_neither_passage_nor_document_is_refused(tmp_path):
+    """A gold id naming a split document matches its passages (tests/test_metrics.py); one naming
+    neither a passage nor a document is refused by name, with the count."""
     from jsarag.data.integrity import check_gold
 
     p = tmp_path / "passages.jsonl"
     write_jsonl(p, [{"id": "paris#0", "contents": "x"}, {"id": "paris#1", "contents": "y"}])
-    with pytest.raises(InputError, match=r"gold passage 'paris' is not in the corpus .*a document split into passages \('paris#0'"):
-        check_gold({"test": [("qa.jsonl:1", {"gold_passages": ["paris"]})]}, p)
-    with pytest.raises(InputError, match=r"missing\)$"):
+    assert check_gold({"test": [("qa.jsonl:1", {"gold_passages": ["paris"]})]}, p) == 1
+    with pytest.raises(InputError, match=r"qa.jsonl:1: gold passage 'rome' is not in the corpus .*1 gold id\(s\) missing\)$"):
         check_gold({"test": [("qa.jsonl:1", {"gold_passages": ["rome"]})]}, p)

@@ -17,6 +17,7 @@ from test_data import CORPUS_CFG, make_ovos_wheel  # noqa: E402
 
 from jsarag.config import IndexConfig, IndexParams, RetrieverConfig  # noqa: E402
 from jsarag.data.corpora import prepare_corpus  # noqa: E402
+from jsarag.fingerprint import stamp_split  # noqa: E402
 from jsarag.index.__main__ import main as index_main  # noqa: E402
 from jsarag.index.build import build_bm25  # noqa: E402
 from jsarag.index.shards import build_dense  # noqa: E402
@@ -78,6 +79,7 @@ def test_retrieval_baselines_cli(kb, tmp_path):
     write_jsonl(examples, [{"id": "a", "question": "who developed the theory of relativity", "answers": ["Albert Einstein"]},
                            {"id": "b", "question": "capital of France", "answers": ["Paris"]},
                            {"id": "c", "question": "highest mountain in Africa", "answers": ["nowhere to be found"]}])
+    stamp_split(examples, 3, {})  # as prepare_dataset records a split (the baselines check it)
     params = json.dumps({"retriever": {"source": RETRIEVER, "max_length": 128}, "index": {"threads": 1}})
     # the CLI entry point, in-process: this process already runs the JVM and has pyserini imported
     with contextlib.chdir(tmp_path):

@@ -179,7 +179,7 @@ def test_gold_id_naming_a_split_document_matches_each_of_its_passages(tmp_path):
     assert prepare_corpus({"format": "jsonl", "download": "docs", "member": "corpus.jsonl", "passage_words": 12}, z, corpus) == 8
     lay = Layout(str(tmp_path / "o"))
     cfg = {"task": "qa", "corpus": "c", "format": "jsonl", "download": "docs", "members": {"test": "qa.jsonl"}, "n_test": 3,
-           "n_valid": 0}
+           "n_valid": 0, "n_train": 0}
     stats = prepare_dataset("d", cfg, {"docs": str(z)}, str(corpus), lay)
     assert stats["gold_passages_checked"] == 4
     ex = {e["id"]: e for e in read_jsonl(lay.split("d", "test"))}

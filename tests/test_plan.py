@@ -223,10 +223,10 @@ def test_paper_plan_has_every_gpu_job():
         assert e["peak_phase"] == phase and e["total"] == top + int(top * plan_mod.ALLOCATOR_SLACK) + plan_mod.CUDA_CONTEXT
     full = [e for e in entries if e["rule"] == "evaluate" and e["corpus"] == "wiki"]
     assert all(e["parts"]["index.full"] == rows * 1024 * 2 for e in full)
-    unknown = [e for e in entries if e["corpus"] == "msmarco" and e["rule"] != "dense_shard"]
+    unknown = [e for e in entries if e["corpus"] == "doqa" and e["rule"] != "dense_shard"]  # the one corpus with no pinned count
     assert unknown and all(e["total"] is None and e["fits"] == {"80 GB": None, "141 GB": None} for e in unknown)
-    given = plan_mod.plan_config(cfg, {"msmarco": 8_841_823})
-    assert all(e["total"] is not None for e in given if e["corpus"] == "msmarco")
+    given = plan_mod.plan_config(cfg, {"doqa": 4_000})
+    assert all(e["total"] is not None for e in given if e["corpus"] == "doqa")
 
 
 def _cli(*args, env=None):
@@ -235,12 +235,12 @@ def _cli(*args, env=None):
 
 
 def test_cli_prints_each_job_with_its_verdicts():
-    out = _cli(str(ROOT / "configs/paper.yaml"), "--passages", "msmarco=8841823")
+    out = _cli(str(ROOT / "configs/paper.yaml"), "--passages", "doqa=4000")
     assert out.returncode == 0, out.stderr
     for rule in plan_mod.GPU_RULES:
         assert f"== {rule}: resources.{rule}.gpu = " in out.stdout
     assert "[wiki: 21,015,324 passages, 5,253,831 per rank]" in out.stdout and "[msmarco: 8,841,823 passages" in out.stdout
-    assert "[orquac: rows unknown, pass --passages orquac=N]" in out.stdout
+    assert "[doqa: 4,000 passages" in out.stdout and "rows unknown" not in out.stdout
     lines = [line.strip() for line in out.stdout.splitlines()]
     n80, n141 = (sum(line.startswith(f"{card} card ") for line in lines) for card in plan_mod.CARDS)
     known = sum(line.startswith("total per GPU ") and "without" not in line for line in lines)

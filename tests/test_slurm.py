@@ -118,4 +118,4 @@ def test_paper_dry_run_under_the_profile_lists_every_job_with_its_resources():
     by_rule = {rule: (bool(local), res) for local, rule, res in jobs}  # a dry run does not mark local rules
     assert set(by_rule) - LOCAL_RULES == set(ResourcesConfig.__dataclass_fields__)
     train = by_rule["train"][1]
-    assert "gpu=4" in train and "runtime=2880" in train and "mem_mb=480000" in train and "--signal=TERM@300" in train
+    assert "gpu=4" in train and "runtime=2880" in train and "mem_mb=192000" in train and "--signal=TERM@300" in train

@@ -77,7 +77,7 @@ def seq2seq(path: str | Path) -> str:
 
 def knowledge_base(d: str | Path, encoder_dir: str) -> Path:
     """passages.jsonl (+ offsets), dense/{index,docid} encoded with `encoder_dir`, and train.jsonl."""
-    from jsarag.fingerprint import stamp_index
+    from jsarag.fingerprint import stamp_index, stamp_split
     from jsarag.io import write_jsonl
     from jsarag.model.dense_index import build_small_index
     from jsarag.model.encoders import Encoder
@@ -90,6 +90,7 @@ def knowledge_base(d: str | Path, encoder_dir: str) -> Path:
     build_small_index(d / "dense", Encoder.from_source(encoder_dir), passages)
     stamp_index(d / "dense", d / "passages.jsonl")  # what the index was built from (jsarag.fingerprint)
     write_jsonl(d / "train.jsonl", EXAMPLES)
+    stamp_split(d / "train.jsonl", len(EXAMPLES), {"corpus": d / "passages.jsonl"})  # a prepared split, as prepare_dataset records it
     return d
 
 

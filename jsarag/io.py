@@ -19,9 +19,20 @@ def current_umask() -> int:
     return mask
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a folder's entries (a rename in it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+def atomic_path(path: str | os.PathLike, fsync: bool = False):
+    """Yield a temporary path beside `path`; rename it onto `path` only on success. `fsync`: the
+    file is on the disk before the rename and the rename after it (a node that dies then leaves the
+    old file or the whole new one, never a torn one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -29,7 +40,11 @@ def atomic_path(path: str | os.PathLike):
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield Path(tmp)
+        if fsync:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if fsync:
+            fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

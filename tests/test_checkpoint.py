@@ -124,6 +124,19 @@ def test_all_ranks_resume_from_the_same_file(tmp_path):
     assert path.name == "previous.pt" and ck["step"] == 1
 
 
+def test_refresh_rows_are_on_disk_before_the_checkpoint_that_names_them(tiny_model_factory, tiny_kb, tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b)))
+    cfg = make_cfg(index_refresh=2, max_steps=2)
+    tr = TRAINERS["jsa"](cfg, tiny_model_factory("jsa", cfg), load_examples(tiny_kb / "train.jsonl"), tmp_path)
+    assert tr.train(progress=False, stop_after=2) is None
+    rows = str(tmp_path / "checkpoint" / "index-refresh.step2.rank0of1.npy")
+    onto_last = events.index(("replace", str(tmp_path / "checkpoint" / "last.pt")))
+    assert ("fsync", rows) in events[:onto_last], events
+
+
 def test_no_readable_checkpoint_is_an_error_naming_both(tmp_path):
     files = CheckpointFiles(tmp_path)
     files.write(fake_ck(1))

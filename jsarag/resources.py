@@ -22,7 +22,7 @@ class RuleResources(Section):
     gpu: int = 0  # per node; > 1 on train: data-parallel, one process per GPU (train_launcher, jsarag/train/distributed.py)
     gpu_model: str | None = None
     slurm_extra: str | None = None
-    nodes: int = 1  # train only: > 1 spans that many nodes of `gpu` GPUs each (SLURM; mem_mb is per node)
+    nodes: int = 1  # train only: > 1 spans that many nodes of `gpu` GPUs each (SLURM; mem_mb, cpus_per_task per node)
 
 
 def _res(**kw):

@@ -148,6 +148,16 @@ def test_no_readable_checkpoint_is_an_error_naming_both(tmp_path):
     assert CheckpointFiles(tmp_path / "none").load(DataParallel()) is None
 
 
+def test_a_save_cut_short_after_the_move_resumes_from_previous(tmp_path, caplog):
+    files = CheckpointFiles(tmp_path)
+    files.write(fake_ck(1))
+    files.write(fake_ck(2))
+    files.latest.unlink()  # killed between moving last.pt to previous.pt and renaming the new one onto last.pt
+    with caplog.at_level(logging.WARNING, logger="jsarag.train"):
+        ck, path = CheckpointFiles(tmp_path).load(DataParallel())
+    assert path == files.previous and ck["step"] == 1 and "no last.pt (a save was cut short" in caplog.text
+
+
 def test_a_checkpoint_holds_the_trainable_state_and_its_adam_moments_only(tiny_model_factory, tiny_kb, tmp_path):
     examples = load_examples(tiny_kb / "train.jsonl")
     cfg = make_cfg(max_steps=2)

@@ -211,17 +211,19 @@ def test_node_lists_expand_as_scontrol_expands_them(slurm_env):
 PREEMPT_TIMEOUT = 300  # s, each wait of the preemption test
 
 
-def wait_for(cond, what: str, logs: list[Path], timeout: float = PREEMPT_TIMEOUT, env=None):
-    """Poll `cond` until it returns a true value; on timeout, fail naming `what`, with squeue and the logs' tails."""
+def wait_for(cond, what: str, logs: list[Path], proc: subprocess.Popen, timeout: float = PREEMPT_TIMEOUT, env=None):
+    """Poll `cond` until it returns a true value; fail naming `what`, with squeue and the logs' tails,
+    on timeout or when `proc` (the Snakemake run) has ended first."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+    while time.monotonic() - t0 < timeout and proc.poll() is None:
         got = cond()
         if got:
             return got
         time.sleep(0.1)
+    why = f"timed out after {timeout} s" if proc.poll() is None else f"Snakemake ended (exit {proc.returncode})"
     q = subprocess.run(["squeue", "-t", "all"], capture_output=True, text=True, env=env, timeout=30).stdout
     tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\nsqueue:\n{q}\n{tails}")
+    pytest.fail(f"{why} waiting for {what}\nsqueue:\n{q}\n{tails}")
 
 
 def jobs(env, state: str) -> list[str]:
@@ -295,7 +297,7 @@ def preempted(slurm_env, tmp_path_factory):
     try:
         for name, after in (("A", 4), ("B", 5)):  # B: 5 steps after its resume, so two checkpoints of its own
             start = events["A"]["stop"] if name == "B" else 0
-            wait_for(lambda n=start + after: steps_logged(metrics) >= n, f"job {name} to log step {start + after}", logs, env=slurm_env)
+            wait_for(lambda n=start + after: steps_logged(metrics) >= n, f"job {name} to log step {start + after}", logs, sm, env=slurm_env)
             running = jobs(slurm_env, "R")
             assert len(running) == 1, f"expected one running job, squeue has {running}"
             seen.append(running[0])
@@ -303,7 +305,7 @@ def preempted(slurm_env, tmp_path_factory):
             subprocess.run(["scancel", "--signal=TERM", running[0]], check=True, env=slurm_env, timeout=30)
             clock(f"job {name} ({running[0]}) sent SIGTERM")
             pending = wait_for(lambda: [j for j in jobs(slurm_env, "PD") if j not in seen], f"the resubmission of job {running[0]}",
-                               logs, env=slurm_env)
+                               logs, sm, env=slurm_env)
             text = train_log.read_text(errors="replace")
             stop = re.search(r"signal 15: checkpoint written at step (\d+); exiting with 75", text)
             assert stop, f"job {name} ({running[0]}) did not checkpoint on SIGTERM:\n{text[-3000:]}"

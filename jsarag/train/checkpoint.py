@@ -123,6 +123,9 @@ class CheckpointFiles:
                     self.refresh_steps = {PREVIOUS: ck.get("index_refresh_step")}
                 if failures:
                     log.warning("resuming from %s (step %d) instead", path, ck["step"])
+                elif path == self.previous:
+                    log.warning("no %s (a save was cut short after it moved the last one): resuming from %s (step %d)",
+                                LATEST, path, ck["step"])
                 return ck, path
             if dp.any(exists and ck is None):  # it is there, and some rank cannot read it
                 failures.append(why or f"{path}: unreadable on another rank")

@@ -102,10 +102,20 @@ def _follow_umask(root: Path) -> None:
                 os.chmod(p, 0o777 & ~mask)
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a folder's entries (a rename in it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, fsync: bool = False):
     """Yield a temporary path beside `path`; rename it onto `path` only on success. Stale temp
-    files of `path` are removed first."""
+    files of `path` are removed first. `fsync`: the file is on the disk before the rename and the
+    rename after it (a node that dies then leaves the old file or the whole new one, never a torn one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
@@ -114,7 +124,11 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield tmp
+        if fsync:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if fsync:
+            fsync_path(path.parent)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)

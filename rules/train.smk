@@ -29,6 +29,7 @@ rule train:
     conda:
         "../envs/jsarag.yaml"
     shell:
-        # exec: no shell between Snakemake and the trainer, which checkpoints on SIGTERM (jsarag/train/preemption.py)
-        "exec {params.launch} -m jsarag.train --params {params.json:q} --train {input.examples:q} --valid {input.valid:q} --passages {input.passages:q} "
+        # {params.launch} ends in `exec`: no shell between Snakemake and the trainer, which checkpoints on
+        # SIGTERM (jsarag/train/preemption.py); with several GPUs, srun starts one rank per GPU (jsarag/resources.py)
+        "{params.launch} --params {params.json:q} --train {input.examples:q} --valid {input.valid:q} --passages {input.passages:q} "
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --out {params.run:q} 2> {log:q}"

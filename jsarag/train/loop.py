@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from jsarag import InputError
 from jsarag.data.targets import visit
-from jsarag.io import atomic_path, save_torch, write_json
+from jsarag.io import fsync_path, save_torch, write_json
 from jsarag.layout import RunFiles
 from jsarag.model.latent import LatentModel, Scores
 from jsarag.phases import phase
+from jsarag.train.checkpoint import CheckpointFiles
 from jsarag.train.config import TrainConfig
 from jsarag.train.distributed import DataParallel, rank_threads
 from jsarag.train.preemption import Preempted, StopFlag
@@ -65,6 +66,7 @@ class Trainer:
         self.validator = Validator(valid_examples, cfg.valid_every, cfg.valid_k, cfg.keep_best)
         self.out = Path(out_dir)
         self.files = RunFiles(str(out_dir))
+        self.checkpoints = CheckpointFiles(self.files.checkpoint_dir)  # last.pt and previous.pt (checkpoint.py)
         self.sampler = torch.Generator().manual_seed(cfg.seed + 1)  # MIS / sampled-VRAG draws
         if not cfg.train_prior:
             model.prior.requires_grad_(False)
@@ -136,28 +138,32 @@ class Trainer:
         return Path(self.files.checkpoint)
 
     def save_checkpoint(self) -> None:
-        if not self.dp.is_main:  # rank 0 writes; the others wait for the file
-            return self.dp.barrier()
+        """Rank 0 writes the checkpoint (checkpoint.py: durable, the last one kept as previous.pt);
+        the others wait for it. Each rank's index-refresh rows are on disk before a checkpoint names them."""
+        index = self.model.index
+        if index.refreshed_at is not None:
+            fsync_path(index.refresh_file(self.checkpoint_path.parent, index.refreshed_at))
+            self.dp.barrier()
         ck = {
             "fingerprint": self.fingerprint(), "step": self.step, "model": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "state": self.state, "log": self.log_rows,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "sampler": self.sampler.get_state()},
-            "best": self.validator.best, "index_refresh_step": self.model.index.refreshed_at,
-        }
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(ck, tmp)
+            "best": self.validator.best, "index_refresh_step": index.refreshed_at,
+        } if self.dp.is_main else {"index_refresh_step": index.refreshed_at}
+        self.checkpoints.write(ck, is_writer=self.dp.is_main)
         self.dp.barrier()
         self.drop_stale_refreshes()
 
     def drop_stale_refreshes(self) -> None:
-        """Each rank removes its index-refresh files older than the one the checkpoint names."""
-        index = self.model.index
+        """Each rank removes its index-refresh files that neither checkpoint on disk names."""
+        index, folder = self.model.index, self.checkpoint_path.parent
         if index.refreshed_at is None:
             return
-        keep = index.refresh_file(self.checkpoint_path.parent, index.refreshed_at)
-        for f in self.checkpoint_path.parent.glob(keep.name.replace(f"step{index.refreshed_at}.", "step*.")):
-            if f != keep:
+        keep = {index.refresh_file(folder, s) for s in self.checkpoints.kept_refresh_steps()}
+        mine = index.refresh_file(folder, index.refreshed_at).name.replace(f"step{index.refreshed_at}.", "step*.")
+        for f in folder.glob(mine):
+            if f not in keep:
                 f.unlink()
 
     def drop_checkpoint(self) -> None:
@@ -166,13 +172,21 @@ class Trainer:
         shutil.rmtree(self.checkpoint_path.parent, ignore_errors=True)
 
     def load_checkpoint(self) -> bool:
-        path = self.checkpoint_path
-        if not path.exists():
+        """Resume from last.pt, or from previous.pt when last.pt cannot be read (checkpoint.py)."""
+        if self.dp.is_main:
+            self.checkpoints.remove_stale_temps()
+        # on the host: the RNG states must be CPU tensors; load_state_dict copies each tensor to its parameter's device
+        found = self.checkpoints.load(self.dp)
+        if found is None:
             return False
-        # to the host: the RNG states must be CPU tensors; load_state_dict copies each tensor to its parameter's device
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck, path = found
+        self.resumed_from = path
         if ck.get("fingerprint") != self.fingerprint():
             log.warning("%s was written with another config or data: starting from step 0", path)
+            self.dp.barrier()  # every rank has read it
+            if self.dp.is_main:
+                self.checkpoints.discard()
+            self.checkpoints.refresh_steps = {}
             return False
         self.model.load_state_dict(ck["model"], strict=False)
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -202,7 +216,7 @@ class Trainer:
         torch.set_num_threads(rank_threads(self.cfg.threads, self.dp.world))
         resumed = self.load_checkpoint()
         if resumed:
-            logging.getLogger("jsarag.train").info("resumed from %s at step %d of %d", self.checkpoint_path, self.step, self.total_steps)
+            logging.getLogger("jsarag.train").info("resumed from %s at step %d of %d", self.resumed_from, self.step, self.total_steps)
         dp, stop = self.dp, StopFlag()
         log_path = Path(self.files.train_log) if dp.is_main else Path(os.devnull)  # rank 0 writes the log
         self.out.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,18 @@
 and exit with EXIT_PREEMPTED, a failure, so that Snakemake's `retries` (profiles/slurm) resubmits
 the job; the new job resumes from that checkpoint at the exact step.
 
-On SLURM, SIGTERM reaches every process of a job at its time limit (and `--signal=TERM@300`, set
-for the train rule, sends it 300 s earlier); a preempted job gets it too. The train rule `exec`s
-the trainer so that no shell sits between Snakemake and it: Snakemake waits for a job it runs when
-it is itself sent SIGTERM, while a shell would die at once.
+Every rank installs the handler; after each step the ranks ask whether any of them was signalled
+(`any_rank`, one all-reduce), so that all stop at the same step, rank 0 writes the checkpoint while
+the others wait at a barrier, and all exit together.
+
+On SLURM, SIGTERM reaches every task of a job's steps at its time limit, and `--signal=TERM@LEAD`
+(set for the train rule: jsarag.resources.signal_lead_s, sized from the checkpoint's write time)
+sends it LEAD seconds earlier; `scancel --signal=TERM` and a preemption send it too. A multi-GPU job
+runs its ranks as srun tasks (jsarag/train/launch.py), so SLURM signals them directly: no launcher
+agent in between, whose own shutdown would SIGKILL them 30 s later (torchrun's PContext.close) while
+the checkpoint is still being written. The train rule `exec`s its launcher, so that no shell sits
+between Snakemake and it: Snakemake waits for a job it runs when it is itself sent SIGTERM, while a
+shell would die at once.
 """
 from __future__ import annotations
 

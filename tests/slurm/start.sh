@@ -9,6 +9,7 @@
 set -euo pipefail
 STATE=${JSARAG_SLURM_STATE:-/tmp/jsarag-slurm}
 MAXTIME=${JSARAG_SLURM_MAXTIME:-20}  # minutes: the partition's hard limit on every job
+GPUS=2  # countable GPUs of the node, no devices (see gres.conf below)
 log() { echo "[slurm/start] $*" >&2; }
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
@@ -75,9 +76,13 @@ KillWait=30
 SlurmctldTimeout=30
 SlurmdTimeout=30
 MpiDefault=none
-$NODE NodeAddr=127.0.0.1 State=UNKNOWN
+GresTypes=gpu
+$NODE Gres=gpu:$GPUS NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=$MAXTIME State=UP
 CONF
+  # $GPUS countable GPUs without devices (no File=): a job asks for them as on a GPU cluster and its
+  # ranks bind to them by rank; they train on the CPU (tests/test_slurm.py, the preemption test)
+  echo "NodeName=$HOST Name=gpu File=/dev/null,/dev/zero" > "$STATE/gres.conf"
   mv "$CONF.tmp" "$CONF"
 fi
 # The plugin's job step drops SLURM_CONF before its inner srun, so the config must also be found

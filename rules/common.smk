@@ -30,7 +30,7 @@ def res(rule, threads=1):
     return rule_resources(config, rule, threads)
 
 
-TRAIN_LAUNCH = train_launcher(config)  # python, or torchrun --nproc-per-node <gpus> (data-parallel)
+TRAIN_LAUNCH = train_launcher(config)  # python; several GPUs: srun tasks under SLURM, torchrun --standalone outside it (jsarag/resources.py)
 
 DOWNLOAD_FILE = {k: download_filename(k, v) for k, v in config["downloads"].items()}
 KEY_OF_FILE = {f: k for k, f in DOWNLOAD_FILE.items()}

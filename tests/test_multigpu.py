@@ -254,7 +254,9 @@ def test_index_refresh_goes_to_its_own_file_and_resumes_exactly(tiny_model_facto
     ck_dir = tmp_path / "a" / "checkpoint"
     ck = torch.load(ck_dir / "last.pt", map_location="cpu", weights_only=False)
     assert "index" not in ck and ck["index_refresh_step"] == 6
-    assert sorted(f.name for f in ck_dir.glob("index-refresh.*")) == ["index-refresh.step6.rank0of1.npy"]  # older ones dropped
+    # the rows the two kept checkpoints name (last.pt: step 6, previous.pt: step 4); older ones dropped
+    kept = sorted(f.name for f in ck_dir.glob("index-refresh.*"))
+    assert kept == ["index-refresh.step4.rank0of1.npy", "index-refresh.step6.rank0of1.npy"]
     killed = TRAINERS["rag"](cfg, tiny_model_factory("rag", cfg), examples, tmp_path / "b")
     assert killed.train(progress=False, stop_after=5) is None  # last checkpoint: step 4, refreshed at step 4
     (tmp_path / "b" / "metrics.jsonl").unlink()

@@ -174,6 +174,11 @@ class DenseIndex:
     def sharded(self) -> bool:
         return self.group is not None
 
+    @property
+    def comm_device(self) -> str:
+        """Where a sharded search's collective tensors live: this rank's GPU (NCCL), the CPU (gloo)."""
+        return self.device if is_cuda(self.device) else "cpu"
+
     # -- search -----------------------------------------------------------------------------
     def _local(self, q: torch.Tensor, wide: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's best `wide` rows of each query, re-scored exactly: (fp32 scores, global rows), on the CPU."""
@@ -200,7 +205,7 @@ class DenseIndex:
             s, r = self._local(queries, wide)
             best, pos = s.topk(min(k, s.shape[1]), dim=1)
             return best, r.gather(1, pos)
-        comm = self.device if is_cuda(self.device) else "cpu"
+        comm = self.comm_device
         q = queries.detach().float().to(comm)
         if replicated:
             q_all, mine = q, slice(0, q.shape[0])
@@ -243,7 +248,7 @@ class DenseIndex:
         flat = rows.reshape(-1).cpu()
         if not self.sharded:
             return self._held_vectors(flat).cpu().reshape(*rows.shape, -1)
-        comm = self.device if is_cuda(self.device) else "cpu"
+        comm = self.comm_device
         asks, sizes = _gather_rows(self.group, flat.to(comm))
         ask = torch.cat(asks).cpu()
         out = torch.zeros(ask.shape[0], self.dim, dtype=torch.float32, device=comm)

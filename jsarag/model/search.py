@@ -66,22 +66,19 @@ class Scan:
         """queries [Q, d] (any dtype); held: a torch fp16 tensor on `device` or an [n, d] fp16 numpy
         array / memory map (CPU). Returns fp16 scores and int64 global rows [Q, min(wide, n)], on `device`."""
         n = held.shape[0]
-        if n == 0:  # an empty shard (more ranks than rows)
+        if n == 0 or queries.shape[0] == 0:  # an empty shard (more ranks than rows), or no query
             q = queries.shape[0]
             return torch.empty(q, 0, dtype=torch.float16, device=device), torch.empty(q, 0, dtype=torch.long, device=device)
         on_host = not isinstance(held, torch.Tensor)
         t = tiling(queries.shape[0], n, self.budget_bytes, CPU_CHUNK_ROWS if on_host else None)
         q16 = queries.detach().to(device, torch.float16)
-        out_s, out_r = [], []
         with warnings.catch_warnings():  # a read-only memory map: nothing writes to it
             warnings.simplefilter("ignore", UserWarning)
-            self._tiles(q16, held, lo, wide, t, on_host, out_s, out_r)
-        if not out_s:
-            return torch.empty(0, 0, dtype=torch.float16, device=device), torch.empty(0, 0, dtype=torch.long, device=device)
-        return torch.cat(out_s), torch.cat(out_r)
+            parts = list(self._chunks(q16, held, lo, wide, t, on_host))
+        return torch.cat([s for s, _ in parts]), torch.cat([r for _, r in parts])
 
-    def _tiles(self, q16, held, lo, wide, t: Tiling, on_host: bool, out_s: list, out_r: list) -> None:
-        """Append each query chunk's best (scores, rows) to out_s / out_r."""
+    def _chunks(self, q16, held, lo, wide, t: Tiling, on_host: bool):
+        """Each query chunk's best (fp16 scores, global rows), scanning the held rows tile by tile."""
         n = held.shape[0]
         for qs in range(0, q16.shape[0], t.query_chunk):
             q = q16[qs: qs + t.query_chunk]
@@ -93,5 +90,4 @@ class Scan:
                 ts, tr = s.topk(min(wide, s.shape[1]), dim=1)
                 del s
                 best = merge_top(best, ts, tr + (lo + rs), wide)
-            out_s.append(best[0])
-            out_r.append(best[1])
+            yield best

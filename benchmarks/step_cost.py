@@ -167,6 +167,7 @@ def world_rank(args) -> None:
                     "trainable_params": sum(p.numel() for p in params)})
     if dp.is_main:
         print(json.dumps(out), flush=True)
+    dp.close()
 
 
 def launch_world(args, world: int, tmp: str) -> dict:

@@ -128,6 +128,8 @@ def _worker(assets: dict, out: str, sigterm_at: int) -> int:
         trainer.train(progress=False)
     except Preempted as e:
         return e.code
+    finally:
+        dp.close()  # leave the group: gloo torn down at interpreter exit can abort the process (-6)
     return 0
 
 

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import faiss
@@ -66,6 +67,32 @@ def test_rank_is_bound_before_the_process_group(fake_gpus, monkeypatch):
     dp = DataParallel.from_env("cuda")
     assert dp.device == "cuda:2" and dp.comm_device == "cuda:2" and (dp.rank, dp.local_rank, dp.world) == (6, 2, 4)
     assert fake_gpus == [("set_device", "cuda:2"), ("init", "nccl", "cuda:2")]
+
+
+def test_training_leaves_the_process_group_even_on_error(monkeypatch):
+    """A rank that ends without destroy_process_group can abort at interpreter exit (gloo: -6,
+    "terminate called without an active exception"; seen in CI). jsarag.train leaves the group
+    in a finally, so an error inside training still tears the group down in order."""
+    import torch.distributed as td
+
+    import jsarag.train.__main__ as entry
+    from jsarag.train.distributed import DataParallel
+
+    left = []
+    monkeypatch.setattr(td, "is_initialized", lambda: True)
+    monkeypatch.setattr(td, "destroy_process_group", lambda: left.append("destroyed"))
+    monkeypatch.setattr(entry.DataParallel, "from_env", classmethod(lambda cls, *a: DataParallel(world=2, rank=1, local_rank=1)))
+
+    def bad_split(*a):
+        raise ValueError("the split is not this corpus's")
+
+    monkeypatch.setattr(entry, "check_split", bad_split)
+    params = types.SimpleNamespace(method="rag", train=types.SimpleNamespace(device="cpu", threads=1))
+    with pytest.raises(ValueError, match="not this corpus"):
+        entry.train(params, "e", "p", "i", "r", "g", "out")
+    assert left == ["destroyed"]
+    DataParallel().close()  # one process: nothing to leave
+    assert left == ["destroyed"]
 
 
 def test_build_model_places_every_part_on_the_rank_gpu(fake_gpus, monkeypatch, tiny_encoder_dir, tiny_causal_dir, tiny_kb):
@@ -317,6 +344,7 @@ def _rank_worker(folder: str) -> None:
     out = {"lo": index.lo, "hi": index.hi, "held": int(index.held.shape[0]), "rows": r.tolist(), "scores": s.tolist(),
            "vectors": vec.tolist(), "replicated": rep.tolist()}
     (Path(folder) / f"rank{dp.rank}.json").write_text(json.dumps(out))
+    dp.close()  # leave the group: gloo torn down at interpreter exit can abort the process (-6)
 
 
 if __name__ == "__main__":

@@ -28,19 +28,22 @@ def train(p: RunParams, examples_path: str, passages: str, index: str, retriever
     # the rank first: its device (cuda:LOCAL_RANK) is bound and its process group joined before
     # any model, encoder or index is built, and everything below is placed on dp.device
     dp = DataParallel.from_env(cfg.device)
-    torch.set_num_threads(rank_threads(cfg.threads, dp.world))  # the job's CPUs shared by its ranks
-    check_split(examples_path, passages)  # the split as prepared, from this corpus (jsarag/fingerprint.py)
-    examples = load_examples(examples_path)
-    trainer_cls = TRAINERS[p.method]
-    model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior,
-                        device=dp.device, shard=dp)  # each rank holds its own rows of the index
-    valid = load_examples(valid_path) if valid_path and cfg.valid_every > 0 and check_split(valid_path, passages) else None
-    trainer = trainer_cls(cfg, model, examples, out, valid_examples=valid, dp=dp)
-    summary = trainer.train(progress=progress and dp.is_main)
-    if dp.is_main:  # one writer under torchrun
-        write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
-        trainer.drop_checkpoint()
-    return summary
+    try:
+        torch.set_num_threads(rank_threads(cfg.threads, dp.world))  # the job's CPUs shared by its ranks
+        check_split(examples_path, passages)  # the split as prepared, from this corpus (jsarag/fingerprint.py)
+        examples = load_examples(examples_path)
+        trainer_cls = TRAINERS[p.method]
+        model = build_model(cfg, p.retriever, p.generator, retriever, generator, index, passages, trainer_cls.uses_posterior,
+                            device=dp.device, shard=dp)  # each rank holds its own rows of the index
+        valid = load_examples(valid_path) if valid_path and cfg.valid_every > 0 and check_split(valid_path, passages) else None
+        trainer = trainer_cls(cfg, model, examples, out, valid_examples=valid, dp=dp)
+        summary = trainer.train(progress=progress and dp.is_main)
+        if dp.is_main:  # one writer under torchrun
+            write_json(RunFiles(out).summary, {"dataset": p.dataset, "seed": cfg.seed, **summary})
+            trainer.drop_checkpoint()
+        return summary
+    finally:
+        dp.close()
 
 
 def main(argv=None):

@@ -64,6 +64,13 @@ class DataParallel:
                 td.init_process_group("gloo")
         return cls(world=world, rank=rank, local_rank=local, device=device, per_micro_seed=True)
 
+    def close(self) -> None:
+        """Leave the process group. Without this, gloo's threads are torn down by the interpreter
+        at exit and the process can abort ("terminate called without an active exception", -6)
+        after its work is done."""
+        if self.world > 1 and td.is_initialized():
+            td.destroy_process_group()
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0

@@ -282,6 +282,8 @@ class EvaluateConfig(Section):
     max_new_tokens: int = 12
     batch_size: int = 16
     bootstrap: int = 1000
+    # generation on the first generate_n test examples (the split is shuffled with a fixed seed), retrieval on all
+    generate_n: int | None = None
     mis_sweep: MISSweepConfig = field(default_factory=MISSweepConfig)
     # authors: the authors' BLEU-1/BLEU-4/ROUGE-L (NLTK sentence BLEU, the rouge package) beside the suite's
     metrics: str = "suite"  # suite | authors
@@ -347,6 +349,10 @@ def export_dtype(cfg: dict, role: str) -> str:
     return "bfloat16" if role == "generator" and cfg["train"]["common"].get("device") == "cuda" else "float32"
 
 
+MAIN_METRIC = {"qa": "em", "dialog": "bleu4"}  # a dataset's main generation metric unless datasets.NAME.metric says
+TASK_METRICS = {"qa": ("em", "f1"), "dialog": ("bleu4", "rouge_l", "f1")}  # and, with evaluate.metrics: authors, *_authors
+
+
 @dataclass
 class ReportConfig(Section):
     """What the report reads: datasets and their tasks, methods, seeds, the evaluate section, and
@@ -357,10 +363,21 @@ class ReportConfig(Section):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     mis_proposals: int | None = None
     mis_k: int | None = None
+    main_metrics: dict = field(default_factory=dict)  # dataset -> its main generation metric (datasets.NAME.metric)
 
     def check(self, where):
         for name, task in self.datasets.items():
             choice(task, ("qa", "dialog"), f"{where}.datasets.{name}")
+        for name, metric in self.main_metrics.items():
+            if metric.endswith("_authors") and self.evaluate.metrics != "authors":
+                raise InputError(f"datasets.{name}.metric: {metric} needs evaluate.metrics: authors")
+            if metric not in TASK_METRICS[self.datasets[name]] and not metric.endswith("_authors"):
+                raise InputError(f"datasets.{name}.metric: {metric} is not a {self.datasets[name]} metric "
+                                 f"(one of {', '.join(TASK_METRICS[self.datasets[name]])})")
+
+    def main_metric(self, dataset: str) -> str:
+        """What a dataset is judged on: EM for short answers, BLEU-4 / ROUGE-L / F1 for long ones."""
+        return self.main_metrics.get(dataset) or MAIN_METRIC[self.datasets[dataset]]
 
     @property
     def ks(self) -> list:
@@ -375,6 +392,7 @@ def report_params(cfg: dict) -> dict:
     """The sections the report reads: editing another section does not rerun the report."""
     jsa = train_section(cfg, "jsa", cfg["seeds"][0]) if "jsa" in cfg["methods"] else None
     return {"datasets": {d: v["task"] for d, v in cfg["datasets"].items()}, "methods": cfg["methods"], "seeds": cfg["seeds"],
+            "main_metrics": {d: v["metric"] for d, v in cfg["datasets"].items() if v.get("metric")},
             "evaluate": cfg.get("evaluate") or {}, "mis_proposals": jsa.proposals if jsa else None, "mis_k": jsa.k if jsa else None}
 
 

@@ -250,9 +250,9 @@ def test_claims_check_lines(report):
     # cost: per-step times after the warm-up (jsa 30/34 s, rag 10/12 s per 100 steps over 2 seeds)
     assert by_id["cost_jsa_over_rag[doqa]"] == "CONFIRMED"
     assert "measured +25.00" in next(ln for ln in lines if " nq_r1_jsa_over_rag " in ln)
-    assert by_id["sanity_jsa_em[nq]"] == "CONFIRMED"          # +55 over zero-shot
+    assert by_id["sanity_jsa_main[nq]"] == "CONFIRMED"          # +55 over zero-shot
     assert by_id["sanity_rag_prior_r20[nq]"] == "SKIP"        # R@20 is not among this run's k_values
-    assert by_id["sanity_rag_em[doqa]"] == "SKIP"             # doqa has no zero-shot rows
+    assert by_id["sanity_rag_main[doqa]"] == "SKIP"             # doqa has no zero-shot rows
     # mechanism rows from runs/verify/estimators.jsonl, each with its measured figure and threshold
     assert by_id["rag_topk_gradient_biased"] == "CONFIRMED"
     assert by_id["rag_gradient_exact_at_K_equals_N[prior]"] == "CONFIRMED"

@@ -105,7 +105,7 @@ def test_whole_dag_runs_then_is_up_to_date(workdir):
     gen = (workdir / "results/tables/generation.csv").read_text()
     assert all(m in gen for m in ("rag", "vrag", "jsa", "zero-shot", "zero-shot bm25"))
     assert "zero-shot posterior" in (workdir / "results/tables/retrieval_posterior.csv").read_text()
-    assert "sanity_jsa_em[nq]" in check
+    assert "sanity_jsa_main[nq]" in check
     for m in ("rag", "vrag", "jsa"):
         assert (workdir / f"benchmarks/out/train/nq/{m}/seed0.tsv").exists()
         assert json.loads((workdir / f"runs/nq/{m}/seed0/eval/metrics.json").read_text())["n"] == 8

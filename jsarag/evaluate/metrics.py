@@ -262,9 +262,17 @@ def corpus_metric(name: str, stats: np.ndarray) -> float:
     return bleu_from_stats(stats, int(name[-1]))
 
 
+def generated(preds: Sequence[dict]) -> list[dict]:
+    """The rows the generator answered: a row past evaluate.generate_n has `"prediction": null`
+    (retrieval is scored on every row, generation on these). A row without the field is kept, so that
+    the scorer names it."""
+    return [r for r in preds if r.get("prediction", "") is not None]
+
+
 def generation_metrics(preds: Sequence[dict], task: str, authors: bool = False) -> dict[str, float]:
     """QA: {"em", "f1"}. Dialog: {"bleu1", "bleu4" (corpus), "rouge_l", "f1"}. With `authors`, also
-    {"bleu1_authors", "bleu4_authors", "rouge_l_authors"}. Points (0-100)."""
+    {"bleu1_authors", "bleu4_authors", "rouge_l_authors"}. Points (0-100), over the generated rows."""
+    preds = generated(preds)
     out = {k: float(v.mean()) if len(v) else float("nan") for k, v in generation_scores(preds, task, authors).items()
            if not k.endswith("_sent")}
     for k, s in generation_stats(preds, task).items():

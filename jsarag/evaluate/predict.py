@@ -53,6 +53,12 @@ def topk_decode(model: LatentModel, examples, rows, scores, k: int, tau: float, 
     return out
 
 
+def generate_count(ev, n: int) -> int:
+    """How many test examples get a generated answer: evaluate.generate_n (the split's first ones;
+    it is shuffled with a fixed seed), at most all n."""
+    return n if ev.generate_n is None else min(ev.generate_n, n)
+
+
 def load_for_eval(p: RunParams, passages: str, index: str, retriever: str, generator: str, weights: str) -> LatentModel:
     """The trained model of a run, in eval mode."""
     torch.set_num_threads(p.train.threads)
@@ -83,13 +89,14 @@ def evaluate(p: RunParams, test: str, passages: str, index: str, retriever: str,
             preds[b]["posterior_retrieved"] = [q["id"] for q in passages]
             preds[b]["posterior_hits"] = passage_hits(ex, passages)
             preds[b]["posterior_hits_dpr"] = dpr_hits(ex, passages)
-    top1 = model.generator.generate([context_text(e) for e in examples], [model.store[int(r[0])] for r in rows],
+    g = generate_count(ev, len(examples))  # retrieval above is scored on all; generation on the first g
+    top1 = model.generator.generate([context_text(e) for e in examples[:g]], [model.store[int(r[0])] for r in rows[:g]],
                                     max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-    for pr, a in zip(preds, top1):
+    for pr, a in zip(preds, top1 + [None] * (len(preds) - g)):
         pr["prediction"] = a
     if "topk" in ev.decoding:
-        topk = topk_decode(model, examples, rows, scores, ev.topk_decode, cfg.tau, ev.max_new_tokens, ev.batch_size)
-        for pr, a in zip(preds, topk):
+        topk = topk_decode(model, examples[:g], rows[:g], scores[:g], ev.topk_decode, cfg.tau, ev.max_new_tokens, ev.batch_size)
+        for pr, a in zip(preds, topk + [None] * (len(preds) - g)):
             pr["prediction_topk"] = a
     task = p.task
     authors = ev.metrics == "authors"
@@ -97,7 +104,7 @@ def evaluate(p: RunParams, test: str, passages: str, index: str, retriever: str,
     if "topk" in ev.decoding:
         topk_rows = [{**r, "prediction": r["prediction_topk"]} for r in preds]
         metrics.update({f"topk/{k}": v for k, v in generation_metrics(topk_rows, task, authors).items()})
-    metrics["n"] = len(preds)
+    metrics["n"], metrics["n_generated"] = len(preds), g
     write_jsonl(files.predictions, preds)
     write_json(files.eval_metrics, metrics)
     return metrics

@@ -15,7 +15,7 @@ from jsarag import InputError
 from jsarag.config import RunParams
 from jsarag.data.examples import context_text, load_examples, posterior_text
 from jsarag.evaluate.metrics import dpr_hits, generation_metrics, passage_hits, prediction_row, retrieval_metrics
-from jsarag.evaluate.predict import retrieve
+from jsarag.evaluate.predict import generate_count, retrieve
 from jsarag.fingerprint import check_split
 from jsarag.io import read_jsonl, write_json, write_jsonl
 from jsarag.layout import BASELINES, ZERO_SHOT
@@ -49,15 +49,15 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
     model.eval()  # LoRA starts at zero: this is the untrained generator
     check_split(test, passages)
     examples = load_examples(test)
-    by_id = {}
+    by_id, g = {}, generate_count(ev, len(examples))  # generation on the first g, retrieval on all
     for name in BASELINES:
         preds = [prediction_row(e, r["retrieved"], r["hits"], r.get("hits_dpr"))
                  for e, r in zip(examples, _baseline_rows(baselines[name], examples))]
         top1 = _passages_by_id(passages, {r["retrieved"][0] for r in preds})
         psg = [top1[r["retrieved"][0]] for r in preds]
-        answers = model.generator.generate([context_text(e) for e in examples], psg,
+        answers = model.generator.generate([context_text(e) for e in examples[:g]], psg[:g],
                                            max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
-        for pr, a in zip(preds, answers):
+        for pr, a in zip(preds, answers + [None] * (len(preds) - g)):
             pr["prediction"] = a
         by_id[name] = preds
     rows, _ = retrieve(model, model.posterior, [posterior_text(e) for e in examples], max(ev.k_values))
@@ -72,7 +72,7 @@ def zero_shot(p: RunParams, test: str, passages: str, index: str, retriever: str
     metrics = {name: {**generation_metrics(by_id[name], p.task), **retrieval_metrics([r["hits"] for r in by_id[name]], ev.k_values)}
                for name in BASELINES}
     metrics["posterior"] = retrieval_metrics([r["posterior_hits"] for r in post], ev.k_values)
-    metrics["n"] = len(examples)
+    metrics["n"], metrics["n_generated"] = len(examples), g
     for name in ZERO_SHOT:
         write_jsonl(out[name], by_id[name])
     write_json(out["metrics"], metrics)

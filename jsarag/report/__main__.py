@@ -3,6 +3,7 @@
   tables   the tables of jsarag.layout.TABLES (CSV, Markdown, LaTeX) from the run tree
   figures  the figures of jsarag.layout.FIGURES
   claims   the paper's claims (claims.yaml) checked against the tables
+  definitions NAME=PREDICTIONS ...  the suite's and the authors' BLEU-4 / ROUGE-L side by side (jsarag.report.definitions)
 
 --params is the part of the config the report reads, as JSON (jsarag.config.report_params).
 --root is the project folder that holds runs/ and results/.
@@ -19,7 +20,8 @@ from jsarag.layout import Layout
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m jsarag.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("tables", "figures", "claims"))
+    ap.add_argument("what", choices=("tables", "figures", "claims", "definitions"))
+    ap.add_argument("files", nargs="*", help="definitions: NAME=PREDICTIONS.jsonl, one or more")
     ap.add_argument("--params", help="the report's config sections as JSON (tables, figures)")
     ap.add_argument("--root", default="", help="project folder (default: the current one)")
     ap.add_argument("--claims", default=None, help="claims YAML (default: the packaged claims.yaml)")
@@ -31,6 +33,14 @@ def main(argv=None):
         from jsarag import InputError
 
         layout = Layout(args.root)
+        if args.what == "definitions":
+            from jsarag.report.definitions import table
+
+            named = dict(f.partition("=")[::2] for f in args.files)
+            if not named or not all(named.values()):
+                raise InputError("definitions: give one or more NAME=PREDICTIONS.jsonl")
+            sys.stdout.write(table(named))
+            return
         if args.what == "claims":
             from jsarag.report.claims import CLAIMS, claims_check
 

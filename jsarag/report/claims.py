@@ -40,6 +40,19 @@ REQUIRED = {"delta": ("id", "text", "dataset", "metric", "a", "b", "direction"),
 STATUSES = ("CONFIRMED", "REFUTED", "INCONCLUSIVE", "SKIP")
 Z95 = z_quantile(0.975)
 MDE_FACTOR = Z95 + z_quantile(0.80)  # a CI's half-width in standard errors, plus 80% power
+MAIN = "main"  # a delta claim's metric: each dataset's own main metric (EM for short answers, BLEU-4 ... for long)
+
+
+def mde(lo: float, hi: float) -> float:
+    """The smallest effect a test of this size detects with 80% power at the 5% level: 2.80 standard
+    errors, the standard error read off the 95% CI's width."""
+    return MDE_FACTOR * (max(lo, hi) - min(lo, hi)) / (2 * Z95)
+
+
+def _is_main(t: pd.DataFrame) -> pd.Series:
+    if "main" not in t:
+        return pd.Series(False, index=t.index)
+    return t["main"].astype(str).str.lower() == "true"
 
 
 @dataclass
@@ -109,7 +122,6 @@ def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> t
         ok = sign * measured > 0 and (size is None or abs(measured - size) <= tol)
         return "INCONCLUSIVE", f"no CI (one seed, no per-step data): the direction {'holds' if ok else 'does not hold'} in this run"
     lo, hi = sorted(ci)
-    mde = MDE_FACTOR * (hi - lo) / (2 * Z95)
     if sign * lo > 0 and sign * hi > 0:  # CI on the wrong side of 0 handled below; here: claimed side
         if size is not None and (hi < size - tol or lo > size + tol):
             return "REFUTED", f"CI excludes the claimed size {size:+.2f} ± {tol:.2f}"
@@ -118,7 +130,7 @@ def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> t
         return "REFUTED", f"CI lies on the wrong side of 0 ({c['a']} {'<' if sign > 0 else '>'} {c['b']})"
     if size is not None and (hi < size - tol or lo > size + tol):
         return "REFUTED", f"CI excludes the claimed size {size:+.2f} ± {tol:.2f}"
-    return "INCONCLUSIVE", f"CI includes 0 and the claimed effect; minimum detectable effect at 80% power: {mde:.3g}"
+    return "INCONCLUSIVE", f"CI includes 0 and the claimed effect; minimum detectable effect at 80% power: {mde(lo, hi):.3g}"
 
 
 def _claimed(c: dict) -> str:
@@ -161,6 +173,12 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
     for d in ds:
         suffix = f"[{d}]" if c["dataset"] == "*" else ""
         metric, note = c["metric"], ""
+        if metric == MAIN:  # the metric the dataset is judged on (datasets.NAME.metric; significance.csv `main`)
+            main = t[(t["dataset"] == d) & _is_main(t)]["metric"]
+            if main.empty:
+                out.append(Verdict("SKIP", c["id"] + suffix, f"significance[{d}, main]", "no main-metric row for this dataset", c["text"]))
+                continue
+            metric, note = str(main.iloc[0]), f"; {main.iloc[0]} is {d}'s main metric"
         if c.get("fallback") and not ((t["dataset"] == d) & (t["metric"] == metric)).any():
             metric, note = c["fallback"], (f"; judged on {c['fallback']}, the suite's definition: {c['metric']} (the paper's) "
                                            "is not in this run (evaluate.metrics: authors / evaluate.hits: dpr)")
@@ -181,7 +199,8 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
         status, why = _judge(c, float(delta), (float(lo), float(hi)))
         sig = "CI excludes 0" if (lo > 0 or hi < 0) else "CI includes 0"
         detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
-                  f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}); {_claimed(c)}" + _values(tables, c, d, metric) + note)
+                  f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}, MDE={mde(lo, hi):.2f}); {_claimed(c)}"
+                  + _values(tables, c, d, metric) + note)
         out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
     return out
 

@@ -20,7 +20,6 @@ log = logging.getLogger("jsarag.report")
 
 # table label -> metric key, in display order
 GEN_METRICS = {"qa": ["em", "f1"], "dialog": ["bleu1", "bleu4", "rouge_l", "f1"]}
-MAIN_METRIC = {"qa": "em", "dialog": "bleu4"}
 CORPUS_METRICS = ("bleu1", "bleu4")
 
 
@@ -39,11 +38,29 @@ class RunScores:
     stats: dict[str, np.ndarray] = field(default_factory=dict)    # corpus metric -> [n, d]
     source: str = ""
 
+    def defined(self, metric: str) -> np.ndarray:
+        """Which examples have `metric` (generation metrics: the generated ones; see score_file)."""
+        v = self.stats.get(metric, self.scores.get(metric))
+        if v is None:
+            return np.ones(len(self.ids), bool)
+        return np.isfinite(v).reshape(len(self.ids), -1).all(1)
+
+    def restrict(self, metric: str) -> RunScores:
+        ok = self.defined(metric)
+        return self if ok.all() else self.subset([i for i, keep in zip(self.ids, ok) if keep])
+
     def subset(self, ids: list[str]) -> RunScores:
         pos = {i: n for n, i in enumerate(self.ids)}
         idx = np.array([pos[i] for i in ids], dtype=np.int64)
         return RunScores(list(ids), {k: v[idx] for k, v in self.scores.items()},
                          {k: v[idx] for k, v in self.stats.items()}, self.source)
+
+
+def _scatter(values: np.ndarray, at: list[int], n: int) -> np.ndarray:
+    """Per-row values at the rows `at`, NaN at the others (an example that was not generated)."""
+    out = np.full((n, *values.shape[1:]), np.nan)
+    out[at] = values
+    return out
 
 
 def _hits(rows: list[dict], key: str, path: Path) -> list[list[bool]] | None:
@@ -62,13 +79,15 @@ def score_file(path: Path, task: str | None, ks: list[int], authors: bool = Fals
     if not rows:
         raise InputError(f"{path}: no examples")
     out = RunScores([str(r["id"]) for r in rows], source=str(path))
-    if task is not None:
+    if task is not None:  # rows past evaluate.generate_n ("prediction": null) get NaN generation scores
+        gen = [i for i, r in enumerate(rows) if r.get("prediction", "") is not None]
         try:
-            sc = M.generation_scores(rows, task, authors)
-            out.stats.update(M.generation_stats(rows, task))
+            sc = M.generation_scores([rows[i] for i in gen], task, authors)
+            stats = M.generation_stats([rows[i] for i in gen], task)
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
-        out.scores.update({k: v for k, v in sc.items() if not k.endswith("_sent")})
+        out.scores.update({k: _scatter(v, gen, len(rows)) for k, v in sc.items() if not k.endswith("_sent")})
+        out.stats.update({k: _scatter(v, gen, len(rows)) for k, v in stats.items()})
     for key, prefix, suffix in M.HIT_FIELDS:
         hits = _hits(rows, key, path)
         if hits is not None:
@@ -77,6 +96,7 @@ def score_file(path: Path, task: str | None, ks: list[int], authors: bool = Fals
 
 
 def metric_value(rs: RunScores, metric: str) -> float:
+    rs = rs.restrict(metric)
     if metric in rs.stats:
         return M.corpus_metric(metric, rs.stats[metric])
     return float(rs.scores[metric].mean())
@@ -108,6 +128,11 @@ class MethodScores:
 
     def subset(self, ids: list[str]) -> MethodScores:
         return MethodScores(self.seeds, [r.subset(ids) for r in self.runs])
+
+    def restrict(self, metric: str) -> MethodScores:
+        """The examples on which every seed has `metric` (all of them for retrieval)."""
+        ok = np.logical_and.reduce([r.defined(metric) for r in self.runs])
+        return self if ok.all() else self.subset([i for i, keep in zip(self.ids, ok) if keep])
 
     def has(self, metric: str) -> bool:
         return all(has_metric(r, metric) for r in self.runs)

@@ -54,9 +54,10 @@ def with_dpr(cfg, metrics: list[str]) -> list[str]:
     return metrics + ([m + DPR_SUFFIX for m in metrics if "@" in m] if cfg.evaluate.hits == "dpr" else [])
 
 
-def sig_metrics(cfg, task: str) -> list[str]:
+def sig_metrics(cfg, task: str, dataset: str | None = None) -> list[str]:
     authors = ["bleu4_authors", "rouge_l_authors"] if cfg.evaluate.metrics == "authors" else []
-    return with_dpr(cfg, SIG_METRICS[task] + authors)
+    main = [cfg.main_metric(dataset)] if dataset is not None else []
+    return with_dpr(cfg, list(dict.fromkeys(main + SIG_METRICS[task] + authors)))
 
 
 def fmt_cell(value, sd=np.nan, lo=np.nan, hi=np.nan, n_seeds=1, digits=2) -> str:
@@ -115,12 +116,13 @@ def _cell_rows(ms, dataset, method, metrics, n_boot, seed, strip="") -> list[dic
         if not ms.has(metric):
             log.info("skip %s/%s %s: not in its predictions", dataset, method, metric)
             continue
-        mean, sd = S.mean_sd(ms.seed_values(metric))
-        pooled = ms.pooled(metric)
+        ms_m = ms.restrict(metric)  # generation: the generated examples (evaluate.generate_n); retrieval: all
+        mean, sd = S.mean_sd(ms_m.seed_values(metric))
+        pooled = ms_m.pooled(metric)
         ci = (S.bootstrap_corpus_ci(pooled, lambda s, m=metric: M.corpus_metric(m, s), n_boot, seed=seed)
               if metric in CORPUS_METRICS else S.bootstrap_ci(pooled, n_boot, seed=seed))
         rows.append({"dataset": dataset, "method": method, "metric": metric[len(strip):] if strip else metric,
-                     "value": mean, "sd": sd, "lo": ci.lo, "hi": ci.hi, "n_seeds": len(ms.seeds), "n": len(ms.ids)})
+                     "value": mean, "sd": sd, "lo": ci.lo, "hi": ci.hi, "n_seeds": len(ms.seeds), "n": len(ms_m.ids)})
     return rows
 
 
@@ -158,13 +160,15 @@ def significance_table(tree: RunTree, seed: int) -> pd.DataFrame:
     """Every pair (a, b) of configured methods, a listed after b in config (e.g. jsa vs rag), on the
     examples both have: delta = metric(a) - metric(b), its paired-bootstrap CI and p-value, and the
     sign-flip permutation p-value."""
-    cols = ["dataset", "metric", "a", "b", "delta", "lo", "hi", "p_bootstrap", "p_permutation", "n"]
+    cols = ["dataset", "metric", "a", "b", "delta", "lo", "hi", "p_bootstrap", "p_permutation", "n", "main"]
     rows = []
     for d, task in tree.cfg.datasets.items():
         avail = [m for m in tree.cfg.methods if tree.method(d, m) is not None]
         for b, a in itertools.combinations(avail, 2):
-            rows += pair_rows(d, a, tree.method(d, a), b, tree.method(d, b), sig_metrics(tree.cfg, task), tree.cfg.n_boot, seed)
+            rows += pair_rows(d, a, tree.method(d, a), b, tree.method(d, b), sig_metrics(tree.cfg, task, d), tree.cfg.n_boot, seed)
         rows += zero_shot_pairs(tree, d, seed, pair_rows)
+    for r in rows:  # the metric the dataset is judged on (datasets.NAME.metric): what `metric: main` claims read
+        r["main"] = r["metric"] == tree.cfg.main_metric(r["dataset"])
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -175,17 +179,22 @@ def pair_rows(d: str, a: str, A, b: str, B, metrics: list[str], n_boot: int, see
     if not ids:
         log.warning("skip significance %s %s vs %s: no shared example", d, a, b)
         return []
-    A, B = A.subset(ids), B.subset(ids)
+    A0, B0 = A.subset(ids), B.subset(ids)
     rows = []
     for metric in metrics:
-        if not (A.has(metric) and B.has(metric)):
+        if not (A0.has(metric) and B0.has(metric)):
             continue
+        mine = set(B0.restrict(metric).ids)  # generation: the examples both generated (evaluate.generate_n)
+        both = [i for i in A0.restrict(metric).ids if i in mine]
+        if not both:
+            continue
+        A, B = A0.subset(both), B0.subset(both)
         fn = (lambda s, m=metric: M.corpus_metric(m, s)) if metric in CORPUS_METRICS else None
         pa, pb = A.pooled(metric), B.pooled(metric)
         res = S.paired_bootstrap(pa, pb, n_boot, seed=seed, fn=fn)
         p_perm = S.permutation_test(pa, pb, n_boot, seed=seed, fn=fn)
         rows.append({"dataset": d, "metric": metric, "a": a, "b": b, "delta": res.delta, "lo": res.lo,
-                     "hi": res.hi, "p_bootstrap": res.p, "p_permutation": p_perm, "n": len(ids)})
+                     "hi": res.hi, "p_bootstrap": res.p, "p_permutation": p_perm, "n": len(both)})
     return rows
 
 

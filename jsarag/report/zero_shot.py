@@ -38,7 +38,8 @@ def zero_shot_pairs(tree, d: str, seed: int, pair_rows) -> list[dict]:
         ms = tree.method(d, m)
         if ms is None:
             continue
-        for name, metrics in (("dense", [*GEN_METRICS[task], *PRIOR_METRICS]), ("posterior", list(POSTERIOR_METRICS))):
+        gen = list(dict.fromkeys([tree.cfg.main_metric(d), *GEN_METRICS[task]]))  # the dataset's main metric first
+        for name, metrics in (("dense", [*gen, *PRIOR_METRICS]), ("posterior", list(POSTERIOR_METRICS))):
             zs = tree.zero_shot(d, name)
             if zs is not None:
                 rows += pair_rows(d, m, ms, LABEL[name], zs, metrics, tree.cfg.n_boot, seed)

@@ -55,10 +55,10 @@ def dataset_download_args(wildcards, input):
 
 
 def dataset_corpus(wildcards):
-    d = config["datasets"][wildcards.dataset]
-    # read for the answerable filter, the `contained` target rule, and the gold-passage check of jsonl
-    need = d.get("filter_answerable") or d.get("target") == "contained" or d["format"] == "jsonl"
-    return L.passages(d["corpus"]) if need else []
+    # read for the answerable filter, the `contained` target rule, and the gold-passage check of every
+    # format whose examples name gold passages (jsonl, msmarco, orquac, doqa, perlfaq); a dataset without
+    # gold ids and filters (triviaqa) does not read it (jsarag.data.integrity.check_gold returns first)
+    return L.passages(config["datasets"][wildcards.dataset]["corpus"])
 
 
 def run_json(w, evaluate=False, method=None):

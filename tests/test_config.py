@@ -81,3 +81,16 @@ def test_configfile_replaces_embedded_config(cfg, tmp_path):
     assert "resources/datasets/nq2/test.jsonl" in ok.stdout
     gone = dry("resources/datasets/nq/stats.json")  # only in config.yaml: no rule may make it now
     assert gone.returncode != 0
+
+
+def test_gold_datasets_are_checked_against_their_corpus(tmp_path):
+    """Every dataset's prepare job reads its corpus, so that the gold passages of OR-QuAC and DoQA (and
+    any format naming gold ids) are checked against it (jsarag.data.integrity.check_gold)."""
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--configfile", str(ROOT / "configs" / "paper.yaml"),
+                          "-d", str(tmp_path / "wd"), "-s", str(ROOT / "Snakefile"),
+                          "resources/datasets/orquac/stats.json", "resources/datasets/doqa/stats.json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    commands = [ln for ln in res.stdout.splitlines() if "jsarag.data prepare-dataset" in ln]
+    assert len(commands) == 2
+    assert all("--corpus resources/corpora/" in c for c in commands), commands

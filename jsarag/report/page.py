@@ -88,7 +88,7 @@ def _num(x: float | None, sign: str = "+") -> str:
 
 
 def read_claims(layout: Layout) -> dict:
-    """results/claims_check.json, after checking that the files it judged are unchanged."""
+    """The claims check as data (Layout.claims_json), after checking that the files it judged are unchanged."""
     path = layout.claims_json()
     try:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -3,7 +3,7 @@
 - `resources/`: downloads, passage collections, example splits, exported models, indexes;
 - `runs/`: one folder per training run (model, logs, checkpoint, evaluation), the retrieval
   baselines, the MIS sweeps and the estimator check;
-- `results/`: the tables, figures and claims check that are committed;
+- `results/`: the tables, figures, claims check and results page (README.md) that are committed;
 - `logs/` and `benchmarks/out/`: one log and one benchmark file per workflow job.
 
 The rules build their inputs and outputs here (with `{wildcard}` strings in place of names), and
@@ -136,6 +136,14 @@ class Layout:
 
     def claims_check(self) -> str:
         return self._p("results", "claims_check.txt")
+
+    def claims_json(self) -> str:
+        """The claims check's numbers, one record per line of claims_check.txt (jsarag.report.claims)."""
+        return self._p("results", "claims_check.json")
+
+    def page(self) -> str:
+        """The results page a repository host shows (jsarag.report.page)."""
+        return self._p("results", "README.md")
 
     # -- per-job logs and benchmarks -----------------------------------------------------------
     def log(self, rule: str, *parts: str) -> str:

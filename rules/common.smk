@@ -22,6 +22,7 @@ localrules:
     report_tables,
     report_figures,
     claims_check,
+    report_page,
 
 
 def res(rule, threads=1):

@@ -1,5 +1,5 @@
-# Report stage: tables, figures and the check of the paper's claims. Computed by
-# `python -m jsarag.report` (jsarag/report/). `snakemake --report results/report.html` collects the
+# Report stage: tables, figures, the check of the paper's claims and the results page
+# (results/README.md). Computed by `python -m jsarag.report` (jsarag/report/). `snakemake --report results/report.html` collects the
 # report() outputs.
 REPORT_JSON = as_json(report_params(config))
 
@@ -47,6 +47,7 @@ rule claims_check:
         estimators=L.estimators(),
     output:
         report(L.claims_check(), caption="../report/claims.rst", category="Claims"),
+        L.claims_json(),
     log:
         L.log("report", "claims_check"),
     benchmark:
@@ -57,4 +58,29 @@ rule claims_check:
         "python -m jsarag.report claims --claims {input.claims:q} > {log:q} 2>&1"
 
 
-ALL_TARGETS.extend([L.figure(f) for f in FIGURES] + [L.claims_check()])
+# the config file(s) the results come from (as the Snakefile validates them): the page records their sha256
+PAGE_CONFIGS = [str(f) for f in workflow.overwrite_configfiles or ["config.yaml"]]
+
+
+rule report_page:
+    input:
+        tables=[L.table(t, fmt) for t in TABLES for fmt in ("csv", "md")],
+        figures=[L.figure(f) for f in FIGURES],
+        claims=L.claims_json(),
+        estimators=L.estimators(),
+        config=PAGE_CONFIGS,
+    output:
+        L.page(),
+    params:
+        cfg=REPORT_JSON,
+    log:
+        L.log("report", "page"),
+    benchmark:
+        L.benchmark("report", "page")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.report page --params {params.cfg:q} --config {input.config:q} 2> {log:q}"
+
+
+ALL_TARGETS.extend([L.figure(f) for f in FIGURES] + [L.claims_check(), L.page()])

@@ -25,7 +25,7 @@ from jsarag.resources import ResourcesConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "tests" / "slurm"
-LOCAL_RULES = {"all", "download", "report_tables", "report_figures", "claims_check"}
+LOCAL_RULES = {"all", "download", "report_tables", "report_figures", "claims_check", "report_page"}
 RUN_TIMEOUT = 1500  # s, the whole SLURM run; each job also has its runtime as a hard limit
 
 

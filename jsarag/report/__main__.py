@@ -3,6 +3,7 @@
   tables   the tables of jsarag.layout.TABLES (CSV, Markdown, LaTeX) from the run tree
   figures  the figures of jsarag.layout.FIGURES
   claims   the paper's claims (claims.yaml) checked against the tables
+  page     the results page, results/README.md, from the three above (jsarag.report.page)
   definitions NAME=PREDICTIONS ...  the suite's and the authors' BLEU-4 / ROUGE-L side by side (jsarag.report.definitions)
 
 --params is the part of the config the report reads, as JSON (jsarag.config.report_params).
@@ -20,12 +21,13 @@ from jsarag.layout import Layout
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m jsarag.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("tables", "figures", "claims", "definitions"))
+    ap.add_argument("what", choices=("tables", "figures", "claims", "page", "definitions"))
     ap.add_argument("files", nargs="*", help="definitions: NAME=PREDICTIONS.jsonl, one or more")
-    ap.add_argument("--params", help="the report's config sections as JSON (tables, figures)")
+    ap.add_argument("--params", help="the report's config sections as JSON (tables, figures, page)")
     ap.add_argument("--root", default="", help="project folder (default: the current one)")
     ap.add_argument("--claims", default=None, help="claims YAML (default: the packaged claims.yaml)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap / permutation seed")
+    ap.add_argument("--config", nargs="*", default=[], help="page: the config file(s) the workflow ran with")
     ap.add_argument("--strict", action="store_true", help="claims: exit 1 if a claim is REFUTED")
     args = ap.parse_args(argv)
 
@@ -53,6 +55,11 @@ def main(argv=None):
         from jsarag.config import ReportConfig
         from jsarag.report.runs import RunTree
 
+        if args.what == "page":
+            from jsarag.report.page import write_page
+
+            write_page(layout, read_params(args.params, ReportConfig), args.config)
+            return
         tree = RunTree(args.root, read_params(args.params, ReportConfig))
         if args.what == "tables":
             from jsarag.report.tables import build_tables

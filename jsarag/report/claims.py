@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from jsarag import InputError
-from jsarag.io import atomic_open
-from jsarag.layout import Layout
+from jsarag.io import atomic_open, write_json
+from jsarag.layout import TABLES, Layout
+from jsarag.report.page import sha256_file
 from jsarag.report.sanity import NOT_BELOW, judge_not_below
 from jsarag.report.stats import t_quantile, z_quantile
 
@@ -62,6 +63,11 @@ class Verdict:
     where: str
     detail: str
     text: str
+    # the numbers of the line, for results/claims_check.json (None where the claim has none)
+    measured: float | None = None
+    lo: float | None = None   # 95% CI
+    hi: float | None = None
+    mde: float | None = None  # minimum effect detectable at 80% power (a difference's claims)
 
     def line(self) -> str:
         return f"{self.status:<12} {self.claim_id}  {self.where}  {self.detail}  -- {self.text}"
@@ -133,6 +139,11 @@ def _judge(c: dict, measured: float, ci: tuple[float, float] | None = None) -> t
     return "INCONCLUSIVE", f"CI includes 0 and the claimed effect; minimum detectable effect at 80% power: {mde(lo, hi):.3g}"
 
 
+def _mde(ci: tuple[float, float] | None) -> float | None:
+    """The effect detectable at 80% power with a 95% CI of this width (2.80 standard errors)."""
+    return None if ci is None else float(mde(*ci))
+
+
 def _claimed(c: dict) -> str:
     s = f"claimed {c['a']} {c['direction']} {c['b']}"
     if c.get("margin") is not None:
@@ -201,7 +212,8 @@ def check_delta(c: dict, tables: Tables) -> list[Verdict]:
         detail = (f"measured {delta:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}] ({sig}; p_boot={r['p_bootstrap']:.4f}, "
                   f"p_perm={r['p_permutation']:.4f}, n={int(r['n'])}, MDE={mde(lo, hi):.2f}); {_claimed(c)}"
                   + _values(tables, c, d, metric) + note)
-        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
+        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"],
+                           float(delta), float(lo), float(hi), _mde((lo, hi))))
     return out
 
 
@@ -233,7 +245,8 @@ def check_compare(c: dict, tables: Tables) -> list[Verdict]:
         diff = f"difference {measured:+.4g}" + (f" [95% CI {ci[0]:+.4g}, {ci[1]:+.4g}]" if ci else "")
         detail = (f"measured {c['a']}={ra['value']:.4g} ± {ra['sd']:.2g}, {c['b']}={rb['value']:.4g} ± {rb['sd']:.2g} "
                   f"({spread}), {diff}; {_claimed(c)}")
-        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"]))
+        out.append(Verdict(status, c["id"] + suffix, where, detail + (f"; {why}" if why else ""), c["text"],
+                           measured, *(map(float, ci) if ci else (None, None)), _mde(ci)))
     return out
 
 
@@ -281,5 +294,20 @@ def claims_check(claims_path: str | Path, layout: Layout) -> list[Verdict]:
     text = header + "".join(v.line() + "\n" for v in verdicts)
     with atomic_open(layout.claims_check()) as f:
         f.write(text)
+    write_json(layout.claims_json(), claims_record(verdicts, claims_path, layout, counts))
     sys.stdout.write(text)
     return verdicts
+
+
+def claims_record(verdicts: list[Verdict], claims_path: str | Path, layout: Layout, counts: dict) -> dict:
+    """The claims check as data (results/claims_check.json, read by jsarag.report.page): the numbers
+    of each line, and the sha256 of each file it read (the tables' CSVs, the estimator check), keyed
+    by their paths relative to the project folder."""
+    def num(x):
+        return float(x) if x is not None and np.isfinite(x) else None
+
+    read = [layout.table(t) for t in TABLES] + [layout.estimators()]
+    return {"claims": Path(claims_path).name, "counts": counts,
+            "sources": {os.path.relpath(p, layout.root or "."): sha256_file(p) for p in read if os.path.exists(p)},
+            "verdicts": [{"status": v.status, "id": v.claim_id, "where": v.where, "measured": num(v.measured), "lo": num(v.lo),
+                          "hi": num(v.hi), "mde": num(v.mde), "text": v.text, "detail": v.detail} for v in verdicts]}

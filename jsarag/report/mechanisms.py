@@ -84,5 +84,5 @@ def check_estimator(c: dict, rows: list[dict] | None, path) -> list:
             status = "REFUTED"
         else:
             status = "INCONCLUSIVE"
-        out.append(Verdict(status, cid, where, detail, c["text"]))
+        out.append(Verdict(status, cid, where, detail, c["text"], float(value), *(map(float, ci) if ci else (None, None))))
     return out

@@ -56,8 +56,8 @@ def dataset_download_args(wildcards, input):
 
 def dataset_corpus(wildcards):
     d = config["datasets"][wildcards.dataset]
-    # read for the answerable filter, the `contained` target rule, and the gold-passage check of jsonl
-    need = d.get("filter_answerable") or d.get("target") == "contained" or d["format"] == "jsonl"
+    # read for the answerable filter, the `contained` target rule, and the gold-passage check of jsonl and perlfaq
+    need = d.get("filter_answerable") or d.get("target") == "contained" or d["format"] in ("jsonl", "perlfaq")
     return L.passages(d["corpus"]) if need else []
 
 

@@ -59,7 +59,8 @@ def fetch_deb(key: str, spec: dict, tmp: Path) -> str:
 
 
 def _norm(name: str) -> str:
-    return os.path.normpath(name.lstrip("/")).removeprefix("./") if name not in (".", "./") else ""
+    """`./usr/x`, `usr/x` and `/usr/x` are one name: `usr/x`."""
+    return os.path.normpath(name.lstrip("/"))
 
 
 @contextlib.contextmanager

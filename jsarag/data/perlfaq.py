@@ -177,7 +177,7 @@ def sections(pod: str, text: str) -> list[Section]:
         elif name == "end":
             if regions:
                 regions.pop()
-        elif regions or name in ("over", "back", "pod", "cut", "encoding", "for"):
+        elif regions:  # a command inside =begin X ... =end X
             continue
         elif name in ("head1", "head2"):
             out.append(cur)
@@ -186,6 +186,7 @@ def sections(pod: str, text: str) -> list[Section]:
             item = render(re.sub(r"^\*\s*", "", rest) if name == "item" else rest).strip()
             if item:
                 cur.paragraphs.append(item)
+        # =over, =back, =pod, =cut, =encoding, =for and unknown commands add no text
     out.append(cur)
     seen: dict[str, int] = {}
     kept = []

@@ -142,7 +142,7 @@ def _cross_check(cfg: dict, source: str) -> None:
                 need_download(v["download"], f"datasets.{name}.members.{m}.download")
             elif "download" not in d:
                 raise InputError(f"{source}: datasets.{name}.members.{m}: a plain member path needs datasets.{name}.download")
-        want_dialog = d["format"] in ("orquac", "doqa")
+        want_dialog = d["format"] in ("orquac", "doqa", "perlfaq")
         if d["format"] != "jsonl" and want_dialog != (d["task"] == "dialog"):
             raise InputError(f"{source}: datasets.{name}.task: format {d['format']} is a "
                              f"{'dialog' if want_dialog else 'qa'} format, task is {d['task']!r}")

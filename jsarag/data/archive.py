@@ -1,5 +1,6 @@
 """Read a named member out of a downloaded file: a plain or gzipped file, a zip/wheel/jar (also one
-nested inside another, like the Anserini jar inside the pyserini wheel) or a tar archive.
+nested inside another, like the Anserini jar inside the pyserini wheel), a tar archive, or a
+Debian package (.deb: the files of its data.tar, jsarag.data.debian).
 
 A member is found by its exact name, or else by its normalized path: `./collection.tsv` (how
 `tar -czf x.tar.gz ./collection.tsv` stores it) answers to `collection.tsv`, and the reverse."""
@@ -60,6 +61,12 @@ def open_binary(path: str | Path, member: str | None = None) -> Iterator[IO[byte
         with opener(path, "rb") as f:
             yield f
         return
+    from jsarag.data import debian
+
+    if debian.is_deb(path):
+        with debian.open_member(path, member) as f:
+            yield gzip.GzipFile(fileobj=f) if member.endswith(".gz") else f
+        return
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             f = _find_in_zip(zf, member, str(path))
@@ -76,7 +83,7 @@ def open_binary(path: str | Path, member: str | None = None) -> Iterator[IO[byte
             with f:
                 yield gzip.GzipFile(fileobj=f) if member.endswith(".gz") else f
         return
-    raise InputError(f"{path}: not a zip or tar archive, cannot read member {member!r}")
+    raise InputError(f"{path}: not a zip, tar or .deb archive, cannot read member {member!r}")
 
 
 class Utf8Lines:

@@ -9,6 +9,8 @@ Formats:
   orquac_blocks   OR-QuAC all_blocks.txt[.gz]: JSONL {id, title, text}
   doqa_contexts   the DoQA paragraphs (member: one or a list of DoQA JSON files), one passage per
                   distinct context, its id a hash of the text (jsarag.data.questions.doqa_passage_id)
+  perl_pod        the .pod files of a Debian package (perl-doc), one section per =head1/=head2, split by
+                  `passage_words`; perlfaq1-9 sections untitled by their question (jsarag.data.perlfaq)
   jsonl           your own: JsonCollection lines {id, contents, title?}, one file or a list of
                   members, optionally gzipped, split by `passage_words` if given (jsarag.data.generic)
 Everything is streamed: only 8 bytes of id hash a passage are held, to catch duplicate ids.
@@ -97,6 +99,8 @@ def read_orquac_blocks(path, member) -> Iterator[Row]:
 
 def _read(cfg: dict, path, counts: dict) -> Iterator[Row]:
     fmt, member = cfg["format"], cfg.get("member")
+    if "exclude" in cfg and fmt != "perl_pod":
+        raise InputError(f"corpus exclude: only the perl_pod format leaves pods out, not {fmt}")
     if fmt == "ovos_summaries":
         return read_ovos_summaries(path, member, cfg.get("passage_words", 100))
     if fmt == "dpr_wiki_tsv":
@@ -109,6 +113,10 @@ def _read(cfg: dict, path, counts: dict) -> Iterator[Row]:
         from jsarag.data.generic import read_jsonl_corpus
 
         return read_jsonl_corpus(path, member, lambda m: where(path, m), cfg.get("passage_words"))
+    if fmt == "perl_pod":
+        from jsarag.data.perlfaq import read_perl_pod
+
+        return read_perl_pod(path, member, where(path, member), cfg.get("passage_words", 100), cfg.get("exclude") or (), counts)
     if fmt == "doqa_contexts":
         from jsarag.data.questions import read_doqa_contexts
 

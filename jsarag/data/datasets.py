@@ -91,6 +91,10 @@ def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None,
     if fmt != "triviaqa_release" and any(m.endswith("index") for m in members):
         raise InputError(f"datasets.{cfg['_name']}.members: a split index is read by the triviaqa_release format only")
     keep = bool(cfg.get("keep_unanswerable", False))
+    if fmt == "perlfaq" and cfg.get("task") != "dialog":
+        raise InputError(f"datasets.{cfg['_name']}.task: the perlfaq format is a dialog task (long answers, no answer list)")
+    if "target_words" in cfg and fmt != "perlfaq":
+        raise InputError(f"datasets.{cfg['_name']}.target_words: only the perlfaq format cuts its targets")
     if "keep_unanswerable" in cfg and fmt not in ("orquac", "doqa"):
         raise InputError(f"datasets.{cfg['_name']}.keep_unanswerable: only the orquac and doqa formats have unanswerable turns")
     cache: dict = {}
@@ -115,6 +119,10 @@ def read_sources(cfg: dict, files: dict[str, str], dropped: dict | None = None,
             rows = F.read_doqa(path, member, loc, keep, dropped.setdefault(src, {}))
         elif fmt == "triviaqa_release":
             rows = _triviaqa_rows(cfg, files, src, path, member, loc, cache, notes)
+        elif fmt == "perlfaq":
+            from jsarag.data.perlfaq import DEFAULT_TARGET_WORDS, read_perlfaq
+
+            rows = read_perlfaq(path, member, loc, cfg.get("target_words", DEFAULT_TARGET_WORDS), dropped.setdefault(src, {}))
         elif fmt == "jsonl":
             from jsarag.data.generic import read_jsonl_examples
 
@@ -201,6 +209,8 @@ def prepare_dataset(name: str, cfg: dict, files: dict[str, str], corpus: str | N
         check_count(f"datasets.{name}.expect.{src}", n, stats["read"].get(src, 0), f"{src} examples read")
     if corpus is not None:
         stats["gold_passages_checked"] = check_gold(sources, corpus)
+    elif cfg["format"] == "perlfaq":  # its gold ids name sections; the corpus says which passages they are
+        raise InputError(f"datasets.{name}: the perlfaq format needs --corpus (the perl_pod passages its gold sections resolve to)")
     if cfg.get("filter_answerable"):
         if corpus is None:
             raise InputError(f"datasets.{name}.filter_answerable: needs --corpus")

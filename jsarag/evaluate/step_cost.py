@@ -28,8 +28,10 @@ Statistics (`summarize`), over the R timed rounds:
   The interval treats rounds as independent; a load trend within a round is what rotation averages out.
 
 Memory: each trainer holds its own generator (base and LoRA) and retrievers; nothing is shared, so
-the job holds three models at once. The record gives the resident memory after each build (and the
-GPU's peak), so a reader sees whether the three fit; on the embedded default they take about 2 GB.
+the job holds three models at once. The record gives the process's resident memory after each
+build (cumulative), its peak, and the GPU's peak, so a reader sees whether the three fit. On the
+embedded default (SmolLM2-135M, MiniLM; benchmarks/step_cost.py) the builds reached 0.5, 0.7 and
+0.9 GB and the steps peaked at 3.7 GB resident; at paper scale three generators may not fit one GPU.
 """
 from __future__ import annotations
 

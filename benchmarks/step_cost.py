@@ -1,9 +1,15 @@
-"""Step cost of JSA-RAG and VRAG relative to RAG, measured side by side in one run; and, with
+"""Step cost of JSA-RAG and VRAG relative to RAG, measured side by side in one process; and, with
 `--world 2`, data-parallel training on 2 gloo processes against 1 (jsarag/train/distributed.py).
 
-Every method scores the same candidate set (exact mode over the same N real passages, so the
-candidate count is equal), with the real retriever and generator. Each method runs in its own
-child process (so peak memory is its own); the parent prints the ratios as JSON.
+The default mode builds the three trainers once each, at the run's own shapes (the config's train
+sections: k, proposals, token limits, LoRA layers, batch size, grad_accum), with the real retriever
+and generator over a dense index of the first `--n-passages` passages, and times their optimizer
+steps interleaved step by step in one process: A B C, B C A, C A B, ... for `--rounds` rounds after
+`--warmup` rounds (jsarag.evaluate.step_cost, the module the workflow's step_cost rule runs). It
+prints each method's seconds per 100 steps and each pair's step-time ratio with its 95% CI (a
+t-interval over the per-round log ratios), all from this one run. Methods timed one after another
+(one child process each, as this script did before) let the machine's load change between them:
+the JSA/RAG ratio read 0.87 in one such run and 1.52 in another.
 
 `--world 2 --method jsa` instead runs the real training loop (Trainer.train: DDP, the sharded
 index, every sync) for `--steps` steps in 1 process (grad_accum 2) and in 2 processes (one
@@ -14,7 +20,7 @@ all-reduce this suite used before (every gradient copied into one fp32 buffer af
 all-reduced): the time each adds beyond a backward with no communication.
 
 Usage (after the workflow has exported models and prepared data):
-  python benchmarks/step_cost.py [--n-passages 8 --steps 8 --warmup 2]
+  python benchmarks/step_cost.py [--dataset nq --n-passages 64 --rounds 12 --warmup 2]
   python benchmarks/step_cost.py --world 2 --method jsa [--steps 4 --rounds 3]
   (defaults: the embedded default's passages, NQ train split and exported models, from jsarag.layout)
 """
@@ -38,12 +44,13 @@ from jsarag.layout import LAYOUT
 METHODS = ("rag", "vrag", "jsa")
 
 
-def vm(field: str) -> float:
-    """A /proc/self/status memory field in MiB (VmRSS, VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
+def first_passages(args) -> list[dict]:
+    """The first --n-passages rows of --passages (read as JSONL: no offsets needed)."""
+    import itertools
+
+    from jsarag.io import read_jsonl
+
+    return list(itertools.islice(read_jsonl(args.passages, required=("id", "contents")), args.n_passages))
 
 
 def setup(args, method: str, tmp: str, dp=None, **overrides):
@@ -55,7 +62,7 @@ def setup(args, method: str, tmp: str, dp=None, **overrides):
     from jsarag.model.dense_index import build_small_index
     from jsarag.model.encoders import Encoder
     from jsarag.model.factory import build_model
-    from jsarag.model.passages import PassageStore, build_offsets
+    from jsarag.model.passages import build_offsets
     from jsarag.train import TRAINERS
     from jsarag.train.config import method_config
 
@@ -65,8 +72,7 @@ def setup(args, method: str, tmp: str, dp=None, **overrides):
                  threads=args.threads, valid_every=0, keep_best="", **overrides)
     cfg = method_config(method, train)
     Path(tmp).mkdir(parents=True, exist_ok=True)
-    store = PassageStore(args.passages)
-    passages = store.get(range(args.n_passages))
+    passages = first_passages(args)
     if dp is None or dp.is_main:
         write_jsonl(f"{tmp}/passages.jsonl", passages)
         build_offsets(f"{tmp}/passages.jsonl")
@@ -85,33 +91,43 @@ def setup(args, method: str, tmp: str, dp=None, **overrides):
     return TRAINERS[method](cfg, model, examples, f"{tmp}/run", dp=dp)
 
 
-def child(args) -> None:
-    import torch
+def small_index(args, tmp: str, cfg_all: dict) -> tuple[str, str]:
+    """passages.jsonl of the first --n-passages passages, with its offsets and a stamped dense index."""
+    from jsarag.config import RetrieverConfig
+    from jsarag.fingerprint import stamp_index
+    from jsarag.io import write_jsonl
+    from jsarag.model.dense_index import build_small_index
+    from jsarag.model.encoders import Encoder
+    from jsarag.model.passages import build_offsets
 
-    torch.set_num_threads(args.threads)
+    passages = first_passages(args)
+    write_jsonl(f"{tmp}/passages.jsonl", passages)
+    build_offsets(f"{tmp}/passages.jsonl")
+    retriever = RetrieverConfig.from_dict(cfg_all["models"]["retriever"], "models.retriever")
+    build_small_index(f"{tmp}/dense", Encoder.from_source(args.retriever, retriever.pooling, retriever.normalize, retriever.max_length),
+                      passages)
+    stamp_index(f"{tmp}/dense", f"{tmp}/passages.jsonl")
+    return f"{tmp}/passages.jsonl", f"{tmp}/dense"
+
+
+def interleaved(args) -> None:
+    """The methods' steps at the run's shapes, interleaved in this process (jsarag.evaluate.step_cost)."""
+    from jsarag.config import RunParams, step_cost_params
+    from jsarag.data.examples import load_examples
+    from jsarag.evaluate.step_cost import measure
+
+    cfg_all = yaml.safe_load(Path(args.config).read_text())
+    cfg_all["train"]["common"]["threads"] = args.threads
+    params = {m: RunParams.from_dict(v, f"params.{m}") for m, v in step_cost_params(cfg_all, args.dataset).items()}
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = setup(args, args.child, tmp)
-        model = trainer.model
-        model.train()
-        batches = list(trainer.batches(0))
-        for _, batch in batches[: args.warmup]:
-            trainer.compute_loss(batch)[0].backward()
-            trainer.optimizer.step()
-            trainer.optimizer.zero_grad(set_to_none=True)
-        rss0 = vm("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
-        times, cands = [], []
-        for _, batch in batches[args.warmup:]:
-            t = time.perf_counter()
-            loss, logs, _ = trainer.compute_loss(batch)
-            loss.backward()
-            trainer.optimizer.step()
-            trainer.optimizer.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - t)
-            cands.append(logs["candidates"])
-        print(json.dumps({"method": args.child, "step_s": sum(times) / len(times), "steps": len(times),
-                          "candidates": sum(cands) / len(cands), "peak_rss_mb": vm("VmHWM"),
-                          "step_peak_over_rss_mb": vm("VmHWM") - rss0}))
+        passages, index = small_index(args, tmp, cfg_all)
+        rec = measure(params, load_examples(args.examples), passages, index, args.retriever, args.generator, args.rounds, args.warmup)
+    for m, r in rec["per_method"].items():
+        print(json.dumps({"method": m, **r, "shapes": rec["shapes"][m]}), flush=True)
+    print(json.dumps({"ratios": {f"{r['a']}/{r['b']}": {k: round(r[k], 4) for k in ("ratio", "lo", "hi", "ratio_of_means")}
+                                 for r in rec["ratios"]},
+                      "rounds": rec["rounds"], "warmup": rec["warmup"], "order": "rotated per round", "wall_seconds": rec["wall_seconds"],
+                      "memory": rec["memory"]}))
 
 
 def old_all_reduce(params) -> None:
@@ -209,41 +225,28 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--passages", default=LAYOUT.passages("vital"))
+    ap.add_argument("--dataset", default="nq", help="the dataset whose run shapes (config) are measured")
     ap.add_argument("--examples", default=LAYOUT.split("nq", "train"))
     ap.add_argument("--retriever", default=LAYOUT.model("retriever"))
     ap.add_argument("--generator", default=LAYOUT.model("generator"))
-    ap.add_argument("--n-passages", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--n-passages", type=int, default=64, help="passages of the index (--world: of the exact candidate set)")
+    ap.add_argument("--steps", type=int, default=8, help="--world: training steps per layout")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed rounds (--world: steps) first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--world", type=int, default=0, help="compare this many gloo processes against 1 (training loop, DDP)")
     ap.add_argument("--method", choices=METHODS, default="jsa", help="the method of a --world run")
-    ap.add_argument("--rounds", type=int, default=3, help="alternations of 1 and --world processes")
-    ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=None, help="timed interleaved rounds (default 12); --world: alternations of 1 "
+                    "and --world processes (default 3)")
     ap.add_argument("--world-rank", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        return child(args)
     if args.world_rank:
         return world_rank(args)
     if args.world:
+        args.rounds = args.rounds or 3
         return compare_world(args)
-    res = {}
-    for m in METHODS:
-        cmd = [sys.executable, __file__, "--child", m] + [a for a in sys.argv[1:]]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        res[m] = json.loads(out)
-        print(out, flush=True)
-    r = res["rag"]
-    print(json.dumps({
-        "candidates": {m: res[m]["candidates"] for m in METHODS},
-        "jsa/rag_step_time": res["jsa"]["step_s"] / r["step_s"], "vrag/rag_step_time": res["vrag"]["step_s"] / r["step_s"],
-        "jsa/rag_peak_rss": res["jsa"]["peak_rss_mb"] / r["peak_rss_mb"],
-        "vrag/rag_peak_rss": res["vrag"]["peak_rss_mb"] / r["peak_rss_mb"],
-        "jsa/rag_step_peak_over_rss": res["jsa"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
-        "vrag/rag_step_peak_over_rss": res["vrag"]["step_peak_over_rss_mb"] / r["step_peak_over_rss_mb"],
-    }))
+    args.rounds = args.rounds or 12
+    return interleaved(args)
 
 
 if __name__ == "__main__":

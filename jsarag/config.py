@@ -273,6 +273,19 @@ class MISSweepConfig(Section):
 
 
 @dataclass
+class StepCostConfig(Section):
+    """evaluate.step_cost: the three methods' optimizer steps timed interleaved (jsarag.evaluate.step_cost)."""
+    rounds: int = 12  # timed rounds, one step of each method per round
+    warmup: int = 2  # untimed rounds first (allocator, caches, first-call compilation)
+
+    def check(self, where):
+        if self.rounds < 2:
+            raise InputError(f"{where}.rounds: needs >= 2 rounds for a CI, got {self.rounds}")
+        if self.warmup < 0:
+            raise InputError(f"{where}.warmup: must be >= 0, got {self.warmup}")
+
+
+@dataclass
 class EvaluateConfig(Section):
     """evaluate: retrieval cut-offs, decoding, bootstrap, the MIS sweep, and which metric definitions
     are computed beside the suite's own (jsarag.evaluate.authors_metrics)."""
@@ -285,6 +298,7 @@ class EvaluateConfig(Section):
     # generation on the first generate_n test examples (the split is shuffled with a fixed seed), retrieval on all
     generate_n: int | None = None
     mis_sweep: MISSweepConfig = field(default_factory=MISSweepConfig)
+    step_cost: StepCostConfig = field(default_factory=StepCostConfig)
     # authors: the authors' BLEU-1/BLEU-4/ROUGE-L (NLTK sentence BLEU, the rouge package) beside the suite's
     metrics: str = "suite"  # suite | authors
     # dpr: R@k/MRR under DPR's has_answers (Pyserini) beside answer containment
@@ -324,6 +338,11 @@ def run_params(cfg: dict, dataset: str, method: str, seed, evaluate: bool = Fals
     if evaluate:
         out["evaluate"] = EvaluateConfig.from_dict(cfg.get("evaluate"), "evaluate").to_dict()
     return out
+
+
+def step_cost_params(cfg: dict, dataset: str) -> dict:
+    """What a step-cost job reads: each configured method's run params (first seed, with the evaluate section)."""
+    return {m: run_params(cfg, dataset, m, cfg["seeds"][0], evaluate=True) for m in cfg["methods"]}
 
 
 @dataclass

@@ -118,6 +118,10 @@ class Layout:
     def zero_shot_metrics(self, dataset: str) -> str:
         return self._p("runs", dataset, "zero_shot", "metrics.json")
 
+    def step_cost(self, dataset: str) -> str:
+        """The methods' optimizer steps timed interleaved (jsarag.evaluate.step_cost)."""
+        return self._p("runs", dataset, "step_cost.json")
+
     def estimators(self) -> str:
         return self._p("runs", "verify", "estimators.jsonl")
 

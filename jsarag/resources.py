@@ -49,6 +49,7 @@ class ResourcesConfig(Section):
     train: RuleResources = _res(runtime=120, mem_mb=8000)
     evaluate: RuleResources = _res(runtime=60, mem_mb=8000)
     mis_sweep: RuleResources = _res(runtime=60, mem_mb=8000)
+    step_cost: RuleResources = _res(runtime=60, mem_mb=12000)  # the three methods' trainers at once
     zero_shot: RuleResources = _res(runtime=60, mem_mb=8000)  # the untrained generator on the test split
     verify_estimators: RuleResources = _res(runtime=30, mem_mb=4000)
 

@@ -1,6 +1,8 @@
 # Evaluation stage: generation and retrieval metrics of each trained model, the MIS sweep of
 # JSA-RAG, and the estimator check on an enumerable knowledge base. Computed by
 # `python -m jsarag.evaluate` (jsarag/evaluate/).
+from jsarag.config import step_cost_params
+
 rule evaluate:
     input:
         unpack(model_inputs),
@@ -48,6 +50,31 @@ rule mis_sweep:
     shell:
         "python -m jsarag.evaluate mis-sweep --params {params.json:q} --examples {input.examples:q} --passages {input.passages:q} "
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --run {params.run:q} 2> {log:q}"
+
+
+# The optimizer steps of the configured methods, timed interleaved in one process at the shapes of the runs,
+# what the cost claims are judged on (jsarag/evaluate/step_cost.py).
+rule step_cost:
+    input:
+        unpack(model_inputs),
+        examples=L.split("{dataset}", "train"),
+    output:
+        L.step_cost("{dataset}"),
+    params:
+        json=lambda w: as_json(step_cost_params(config, w.dataset)),
+    threads: config["train"]["common"]["threads"]
+    resources:
+        **res("step_cost", config["train"]["common"]["threads"]),
+    log:
+        L.log("step_cost", "{dataset}"),
+    benchmark:
+        L.benchmark("step_cost", "{dataset}")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.evaluate step-cost --params {params.json:q} --dataset {wildcards.dataset:q} --examples {input.examples:q} "
+        "--passages {input.passages:q} --index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule verify_estimators:

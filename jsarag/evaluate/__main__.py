@@ -3,6 +3,7 @@
   run        predictions and metrics of one trained run on the test split
   mis-sweep  MIS acceptance and distinct states of a trained JSA-RAG run against m and k
   zero-shot  the untrained generator on the dense / BM25 top-1 and the untrained posterior retriever
+  step-cost  the methods' optimizer steps timed interleaved at the run's shapes (jsarag.evaluate.step_cost)
   verify     estimator bias and variance against exact gradients on an enumerable knowledge base
 
 --params is the job's config as JSON (jsarag.config.run_params with the evaluate section).
@@ -43,6 +44,13 @@ def main(argv=None):
         z.add_argument(f"--{a}", required=True)
     z.add_argument("--baseline", action="append", default=[], required=True, help="NAME=PATH of a retrieval baseline (dense, bm25)")
     z.add_argument("--out", action="append", default=[], required=True, help="NAME=PATH for dense, bm25, posterior and metrics")
+    c = sub.add_parser("step-cost", help="the methods' step times, interleaved")
+    c.add_argument("--params", required=True, help="{method: run params} as JSON (jsarag.config.step_cost_params)")
+    c.add_argument("--dataset", required=True)
+    for a in ("examples", "passages", "index", "retriever", "generator"):
+        c.add_argument(f"--{a}", required=True)
+    c.add_argument("--out", required=True, help="step_cost.json")
+    c.add_argument("--no-progress", action="store_true")
     v = sub.add_parser("verify", help="estimators against exact gradients")
     v.add_argument("--params", required=True, help="the verify section as JSON")
     v.add_argument("--out", required=True, help="JSONL output")
@@ -54,6 +62,13 @@ def main(argv=None):
             from jsarag.evaluate.verify import verify
 
             verify(read_params(args.params, VerifyConfig).draws, args.out, threads=args.threads)
+            return
+        if args.cmd == "step-cost":
+            from jsarag.evaluate.step_cost import step_cost
+
+            runs = {m: RunParams.from_dict(v, f"--params.{m}") for m, v in read_params(args.params).items()}
+            step_cost(runs, args.dataset, args.examples, args.passages, args.index, args.retriever, args.generator, args.out,
+                      progress=not args.no_progress)
             return
         p = read_params(args.params, RunParams)
         if args.cmd == "zero-shot":

@@ -7,6 +7,9 @@ estimator checks (runs/verify/estimators.jsonl), and prints one line per claim:
 - INCONCLUSIVE: the CI includes both 0 and the claimed effect; the line gives the minimum effect
   detectable at 80% power with this n (2.80 standard errors);
 - SKIP: the data is missing.
+A cost claim (kind ratio) is judged on the step-time ratio of the methods timed interleaved in one
+process (jsarag/report/cost.py): CONFIRMED when its 95% CI lies on the claimed side of 1, REFUTED
+when on the other, else INCONCLUSIVE; SKIP without that measurement (runs/<dataset>/step_cost.json).
 A claim is judged on the metric the paper measured it with (`metric`, e.g. the authors' BLEU-4); when this
 run has not computed it (evaluate.metrics / evaluate.hits), on its `fallback` (the suite's definition), and
 its line says so.
@@ -37,6 +40,7 @@ CLAIMS = Path(__file__).with_name("claims.yaml")
 
 REQUIRED = {"delta": ("id", "text", "dataset", "metric", "a", "b", "direction"),
             "compare": ("id", "text", "table", "dataset", "metric", "a", "b", "direction"),
+            "ratio": ("id", "text", "table", "dataset", "metric", "a", "b", "direction"),
             "estimator": ("id", "text", "estimator", "component", "statistic", "direction", "threshold")}
 STATUSES = ("CONFIRMED", "REFUTED", "INCONCLUSIVE", "SKIP")
 Z95 = z_quantile(0.975)
@@ -91,8 +95,8 @@ def load_claims(path: str | Path) -> list[dict]:
         missing = [k for k in REQUIRED[kind] if k not in c]
         if missing:
             raise InputError(f"{path}: claims[{i}] ({c.get('id')}): missing {', '.join(missing)}")
-        if c["direction"] not in (">", "<", NOT_BELOW):
-            raise InputError(f"{path}: claims[{i}].direction must be '>', '<' or '{NOT_BELOW}'")
+        if c["direction"] not in (">", "<", NOT_BELOW) or (kind == "ratio" and c["direction"] == NOT_BELOW):
+            raise InputError(f"{path}: claims[{i}].direction must be '>', '<'" + ("" if kind == "ratio" else f" or '{NOT_BELOW}'"))
         if c.get("fallback") is not None and (c["kind"] != "delta" or not isinstance(c["fallback"], str)):
             raise InputError(f"{path}: claims[{i}] ({c['id']}): fallback (a metric name) applies to delta claims only")
         if (c.get("size") is None) != (c.get("tolerance") is None):
@@ -265,6 +269,7 @@ def _difference_ci(ra, rb, measured: float) -> tuple[float, float] | None:
 
 
 def check_all(claims: list[dict], tables_dir: str | Path, estimators: str | Path | None = None) -> list[Verdict]:
+    from jsarag.report.cost import check_ratio
     from jsarag.report.mechanisms import check_estimator, read_estimators
 
     tables = Tables(tables_dir)
@@ -273,6 +278,8 @@ def check_all(claims: list[dict], tables_dir: str | Path, estimators: str | Path
     for c in claims:
         if c["kind"] == "estimator":
             verdicts += check_estimator(c, rows, estimators)
+        elif c["kind"] == "ratio":
+            verdicts += check_ratio(c, tables)
         else:
             verdicts += (check_delta if c["kind"] == "delta" else check_compare)(c, tables)
     return verdicts
@@ -288,7 +295,8 @@ def claims_check(claims_path: str | Path, layout: Layout) -> list[Verdict]:
     rel = lambda p: os.path.relpath(p, layout.root or ".")  # noqa: E731 (no machine path in the committed file)
     header = (f"# claims of arXiv 2508.18168 ({Path(claims_path).name}) checked against the tables in {rel(tables_dir)} and "
               f"{rel(layout.estimators())}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n"
-              "# deltas in points of the metric; CI = paired bootstrap 95% (cost: over per-step times after the same warm-up);\n"
+              "# deltas in points of the metric; CI = paired bootstrap 95%; cost: the step-time ratio of the methods timed\n"
+              "# interleaved in one process (runs/<dataset>/step_cost.json), 95% t-interval over rounds, judged against 1;\n"
               "# CONFIRMED = CI on the claimed side of 0; REFUTED = CI on the wrong side or excluding the claimed size;\n"
               "# INCONCLUSIVE = CI includes 0 and the claimed effect (MDE = effect detectable at 80% power); SKIP = data missing\n")
     text = header + "".join(v.line() + "\n" for v in verdicts)

@@ -29,15 +29,18 @@ log = logging.getLogger("jsarag.report")
 
 TIDY_COLUMNS = ["dataset", "method", "metric", "value", "sd", "lo", "hi", "n_seeds", "n"]
 LABELS = {"em": "EM", "f1": "F1", "bleu1": "BLEU-1", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L", "mrr@10": "MRR@10",
-          "seconds_per_100_steps": "s / 100 steps", "peak_rss_mb": "peak RSS (MB)", "tokens_per_s": "tokens/s",
+          "peak_rss_mb": "peak RSS (MB)", "tokens_per_s": "tokens/s",
           "steps": "steps"}
 SIG_METRICS = {"qa": ["em", "f1", "r@1", "r@10", "mrr@10"], "dialog": ["bleu4", "rouge_l", "f1", "r@1", "r@10", "mrr@10"]}
-COST_KEYS = ("seconds_per_100_steps", "peak_rss_mb", "tokens_per_s", "steps")
 GRAD_COMPONENTS = ("posterior", "prior", "generator")
 DEFINED = ("generation", "retrieval_prior", "retrieval_posterior", "significance")  # tables whose note names each metric's definition
 
 
 def label(metric: str) -> str:
+    from jsarag.report.cost import LABELS as COST_LABELS
+
+    if metric in COST_LABELS:
+        return COST_LABELS[metric]
     for suffix, tag in (("_authors", "authors"), (DPR_SUFFIX, "DPR")):
         if metric.endswith(suffix):
             return f"{label(metric[:-len(suffix)])} ({tag})"
@@ -219,35 +222,6 @@ def _seed_rows(dataset: str, method: str, per_seed: dict[str, list[float]]) -> l
     return rows
 
 
-COST_WARMUP_STEPS = 10  # per-step times of the first steps (compilation, caches, allocator) are left out, for every method
-
-
-def step_cost(per_seed: list[list[float]]) -> tuple[float, float, float, int] | None:
-    """Seconds per 100 steps from per-step times, each seed's first COST_WARMUP_STEPS left out, pooled
-    over seeds, with a 95% CI (normal, over steps)."""
-    t = np.asarray([x for times in per_seed for x in times[COST_WARMUP_STEPS:]], dtype=np.float64)
-    if len(t) < 2:
-        return None
-    mean, half = t.mean(), 1.959964 * t.std(ddof=1) / np.sqrt(len(t))
-    return 100 * mean, 100 * (mean - half), 100 * (mean + half), len(t)
-
-
-def cost_table(tree: RunTree) -> pd.DataFrame:
-    """From train_summary.json (mean ± sd over seeds); seconds per 100 steps from the per-step times of
-    the training logs after COST_WARMUP_STEPS, pooled over seeds, with their 95% CI."""
-    rows = []
-    for d in tree.cfg.datasets:
-        for m in tree.cfg.methods:
-            sums = [s for s in (tree.summary(d, m, seed) for seed in tree.cfg.seeds) if s is not None]
-            if sums:
-                rows += _seed_rows(d, m, {k: [float(s[k]) for s in sums if k in s] for k in COST_KEYS})
-            c = step_cost([[r["step_time"] for r in tree.train_log(d, m, seed) or [] if "step_time" in r] for seed in tree.cfg.seeds])
-            for r in rows if c else ():
-                if (r["dataset"], r["method"], r["metric"]) == (d, m, "seconds_per_100_steps"):
-                    r.update(value=c[0], lo=c[1], hi=c[2], n=c[3])
-    return tidy_frame(rows)
-
-
 def grad_norm_summary(values: list[float]) -> dict[str, float]:
     """Spikiness of a gradient-norm series: median, max, max/median, p99/median, coefficient of variation."""
     v = np.asarray(values, dtype=np.float64)
@@ -341,8 +315,6 @@ NOTES = {
     "generation": "Points (0-100). Cell: mean [95% bootstrap CI over test examples]; with several seeds mean ± sd over seeds.",
     "retrieval_prior": "Prior retriever, R@k and MRR@10 in points.",
     "retrieval_posterior": "Posterior retriever q(h|x,y) (reads the target), same metrics.",
-    "cost": f"From train_summary.json: mean ± sd over seeds; s / 100 steps from per-step times after {COST_WARMUP_STEPS} warm-up "
-            "steps, with a 95% CI over steps.",
     "grad_norm": "Gradient norm per component before clipping, over training steps; max/median measures spikes.",
     "mis": "MIS in JSA-RAG: training = means over steps of the training log; sweep = mis_sweep.jsonl. Acceptance counts a "
            "proposal equal to the state as accepted; moved counts only a different state; cache hit rate = chains started from "
@@ -353,11 +325,13 @@ NOTES = {
 
 def build_tables(tree: RunTree, out: Layout, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Every table of layout.TABLES, written under `out`'s results/tables."""
+    from jsarag.report import cost
+
     tables = {
         "generation": generation_table(tree, seed),
         "retrieval_prior": retrieval_table(tree, seed, posterior=False),
         "retrieval_posterior": retrieval_table(tree, seed, posterior=True),
-        "cost": cost_table(tree),
+        "cost": cost.cost_table(tree),
         "grad_norm": grad_norm_table(tree),
         "mis": mis_table(tree),
         "significance": significance_table(tree, seed),
@@ -370,7 +344,7 @@ def build_tables(tree: RunTree, out: Layout, seed: int = 0) -> dict[str, pd.Data
             disp = mis_display(t)
         else:
             disp = wide(t, ["dataset", "method"])
-        note = NOTES[name] + (f" Definitions: {definitions_note(list(dict.fromkeys(t['metric'])))}"
+        note = (cost.NOTE if name == "cost" else NOTES[name]) + (f" Definitions: {definitions_note(list(dict.fromkeys(t['metric'])))}"
                               if name in DEFINED and not t.empty else "")
         write_table(out, name, t, disp, note)
     return tables

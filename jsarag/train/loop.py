@@ -209,6 +209,30 @@ class Trainer:
         save_torch(self.trainable_state(), self.files.weights)  # byte-reproducible: no temp name inside
         write_json(self.files.model_config, {"method": self.method, **self.cfg.to_dict()})
 
+    # -- one optimizer step (train, and the interleaved step-cost measurement) ---------------
+    def backward(self, batch: list[dict], scale: float, sync: bool = True) -> tuple[dict, int]:
+        """One micro-batch's loss and backward, its loss scaled by `scale` (DDP all-reduces only when
+        `sync`); its logged terms and target tokens."""
+        with self.dp.no_sync(self.net, sync=sync):
+            loss, logs, scores = self.compute_loss(batch)
+            with phase("backward"):
+                (loss * scale).backward()
+        return logs, scores.n_tokens
+
+    def update(self, comps: dict | None = None) -> tuple[dict, float]:
+        """The optimizer step after a step's backwards: gradient norms, clipping, AdamW, the schedule.
+        Returns the norms and the learning rate the step used."""
+        comps = comps if comps is not None else self.model.components()
+        with phase("optimizer"):
+            norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
+            for ps in (comps.values() if self.cfg.clip_per_component else [[p for c in comps.values() for p in c]]):
+                torch.nn.utils.clip_grad_norm_(ps, self.cfg.clip)
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return norms, lr
+
     # -- loop -------------------------------------------------------------------------------
     def train(self, progress: bool = True, stop_after: int | None = None) -> dict | None:
         """Train to the end, resuming from the last checkpoint if there is one. `stop_after` ends the
@@ -227,7 +251,6 @@ class Trainer:
         if dp.is_main:
             log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows))
         comps = self.model.components()
-        all_params = [p for ps in comps.values() for p in ps]
         local_accum, seen = dp.local_accum(self.cfg.grad_accum), []
         scale = dp.loss_scale(self.cfg.grad_accum)
         self.train_mode()
@@ -240,11 +263,8 @@ class Trainer:
                     continue
                 dp.seed_sampler(self.sampler, self.cfg.seed, micro)
                 seen += [ex["id"] for ex in batch]
-                with dp.no_sync(self.net, sync=acc + 1 == local_accum):  # DDP all-reduces in the last backward of the step
-                    loss, logs, scores = self.compute_loss(batch)
-                    with phase("backward"):
-                        (loss * scale).backward()
-                tokens += scores.n_tokens
+                logs, n_tokens = self.backward(batch, scale, sync=acc + 1 == local_accum)  # DDP all-reduces in the step's last
+                tokens += n_tokens
                 for key, v in logs.items():
                     logs_acc[key] = logs_acc.get(key, 0.0) + v / self.cfg.grad_accum
                 acc += 1
@@ -254,14 +274,7 @@ class Trainer:
                     logs_acc, tokens = dp.reduce_logs(logs_acc, tokens)
                     dp.sync_state(self.state, seen)
                 seen = []
-                with phase("optimizer"):
-                    norms = {f"grad_norm/{n}": grad_norm(ps) for n, ps in comps.items()}
-                    for ps in (comps.values() if self.cfg.clip_per_component else [all_params]):
-                        torch.nn.utils.clip_grad_norm_(ps, self.cfg.clip)
-                    lr = self.scheduler.get_last_lr()[0]
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                norms, lr = self.update(comps)
                 self.step += 1
                 dt = time.perf_counter() - t0
                 row = {"step": self.step, "epoch": epoch, "lr": lr, **logs_acc, **norms, "step_time": dt, "tokens_per_s": tokens / dt}

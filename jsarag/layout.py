@@ -118,6 +118,10 @@ class Layout:
     def zero_shot_metrics(self, dataset: str) -> str:
         return self._p("runs", dataset, "zero_shot", "metrics.json")
 
+    def signal(self, dataset: str) -> str:
+        """The untrained models' signal for posterior sampling on the train split (jsarag.evaluate.signal)."""
+        return self._p("runs", dataset, "signal.json")
+
     def estimators(self) -> str:
         return self._p("runs", "verify", "estimators.jsonl")
 

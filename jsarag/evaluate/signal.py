@@ -44,7 +44,7 @@ def source_record(path: str) -> dict:
     if p.is_file():
         return {"name": p.name, **fingerprint(p)}
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))  # not .snakemake_timestamp
         return {"name": p.name, "files": {str(f.relative_to(p)): fingerprint(f) for f in files}}
     return {"name": str(path), "source": str(path)}
 

@@ -151,3 +151,16 @@ def test_an_empty_split_or_n_below_one_is_refused_without_output(tiny_kb, tiny_e
         _run(tiny_kb, tiny_encoder_dir, tiny_causal_dir, out, params, "--n", "0")
     assert e.value.code == 2 and "--n and --k must be at least 1" in capsys.readouterr().err and not out.exists()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["train.jsonl", "train.jsonl.source.json"]  # no temp file left
+
+
+def test_no_hit_in_any_candidate_set_gives_null_ranks_and_zero_hit_columns(tiny_kb, tiny_encoder_dir, tiny_causal_dir, tmp_path,
+                                                                             capsys):
+    split = tmp_path / "train.jsonl"
+    write_jsonl(split, [{"id": "z0", "question": "where is zanzibar", "answers": ["Zanzibar"]},
+                        {"id": "z1", "question": "who painted guernica", "answers": ["Picasso"]}])
+    stamp_split(split, 2, {"corpus": tiny_kb / "passages.jsonl"})
+    r = _run(tiny_kb, tiny_encoder_dir, tiny_causal_dir, tmp_path / "s.json", _params(tiny_encoder_dir, tiny_causal_dir), examples=split)
+    assert r["gold_rank"] == {"n": 0, "median": None, "share_rank1": None, "median_chance": None, "share_rank1_chance": None}
+    assert r["holds_hit"] == r["exact_posterior_top1_hit"] == r["posterior_mass_on_hits"] == r["prior_mass_on_hits"] == 0.0
+    assert "no candidate set holds a hit" in capsys.readouterr().out
+    assert "NaN" not in (tmp_path / "s.json").read_text()  # strict JSON

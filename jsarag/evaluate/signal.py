@@ -75,14 +75,15 @@ def question_stats(prior_logits: torch.Tensor, post_logits: torch.Tensor, loglik
     return out
 
 
-def _mean(xs) -> float:
+def _mean(xs) -> float | None:
+    """The mean; None (null in the JSON) over no questions, e.g. the gold rank where no candidate set holds a hit."""
     xs = list(xs)
-    return float(sum(xs) / len(xs)) if xs else float("nan")
+    return float(sum(xs) / len(xs)) if xs else None
 
 
-def _median(xs) -> float:
+def _median(xs) -> float | None:
     xs = list(xs)
-    return float(median(xs)) if xs else float("nan")
+    return float(median(xs)) if xs else None
 
 
 def hit_summary(qs: list[dict]) -> dict:
@@ -175,12 +176,14 @@ def signal(p: RunParams, examples_path: str, passages: str, index: str, retrieve
 def format_summary(r: dict) -> str:
     """The short readable summary the CLI prints."""
     s, e, g = r["loglik_spread"], r["entropy"], r["gold_rank"]
+    rank = (f"  gold rank by likelihood ({g['n']} questions with a hit): median {g['median']:.2f} (chance {g['median_chance']:.2f}), "
+            f"rank 1 in {g['share_rank1']:.3f} (chance {g['share_rank1_chance']:.3f})" if g["n"] else
+            "  gold rank by likelihood: no candidate set holds a hit")
     return "\n".join([
         f"signal: {r['dataset']} {r['split']}, N={r['n']} questions, k={r['k']} (candidate set {r['candidates']:.1f} passages on average)",
         f"  log p(y|x,h) spread over candidates: median range {s['range']:.3f} nats ({s['range_per_token']:.3f}/token), "
         f"median std {s['std']:.3f} ({s['std_per_token']:.3f}/token)",
-        f"  gold rank by likelihood ({g['n']} questions with a hit): median {g['median']:.2f} (chance {g['median_chance']:.2f}), "
-        f"rank 1 in {g['share_rank1']:.3f} (chance {g['share_rank1_chance']:.3f})",
+        rank,
         f"  entropy: p(h|x,y) {e['posterior']:.3f} nats, p(h|x) {e['prior']:.3f}, uniform {e['log_candidates']:.3f}",
         f"  R@1: untrained posterior retriever {r['posterior_retriever_top1_hit']:.3f}, prior {r['prior_top1_hit']:.3f}",
         f"  candidate set holds a hit {r['holds_hit']:.3f} | prior top-1 hit {r['prior_top1_hit']:.3f} | exact posterior top-1 hit "

@@ -121,6 +121,9 @@ class Layout:
     def step_cost(self, dataset: str) -> str:
         """The methods' optimizer steps timed interleaved (jsarag.evaluate.step_cost)."""
         return self._p("runs", dataset, "step_cost.json")
+    def signal(self, dataset: str) -> str:
+        """The untrained models' signal for posterior sampling on the train split (jsarag.evaluate.signal)."""
+        return self._p("runs", dataset, "signal.json")
 
     def estimators(self) -> str:
         return self._p("runs", "verify", "estimators.jsonl")

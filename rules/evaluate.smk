@@ -121,4 +121,28 @@ rule zero_shot:
         "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} {params.baselines} {params.outs} 2> {log:q}"
 
 
+# Before training: does the dataset give posterior sampling something to learn from (docs/signal.md)?
+# Not in `all`; ask for it: snakemake runs/nq/signal.json
+rule signal:
+    input:
+        unpack(model_inputs),
+        examples=L.split("{dataset}", "train"),
+    output:
+        L.signal("{dataset}"),
+    params:
+        json=lambda w: as_json(run_params(config, w.dataset, "jsa", config["seeds"][0], evaluate=True)),
+    threads: config["train"]["common"]["threads"]
+    resources:
+        **res("zero_shot", config["train"]["common"]["threads"]),  # the same kind of job: the untrained models, no decoding
+    log:
+        L.log("signal", "{dataset}"),
+    benchmark:
+        L.benchmark("signal", "{dataset}")
+    conda:
+        "../envs/jsarag.yaml"
+    shell:
+        "python -m jsarag.evaluate signal --params {params.json:q} --examples {input.examples:q} --passages {input.passages:q} "
+        "--index {input.index:q} --retriever {input.retriever:q} --generator {input.generator:q} --out {output:q} --no-progress 2> {log:q}"
+
+
 ALL_TARGETS.extend(L.zero_shot_metrics(d) for d in DATASETS)

@@ -4,6 +4,7 @@
   mis-sweep  MIS acceptance and distinct states of a trained JSA-RAG run against m and k
   zero-shot  the untrained generator on the dense / BM25 top-1 and the untrained posterior retriever
   step-cost  the methods' optimizer steps timed interleaved at the run's shapes (jsarag.evaluate.step_cost)
+  signal     before training: does a dataset give posterior sampling something to learn from (docs/signal.md)
   verify     estimator bias and variance against exact gradients on an enumerable knowledge base
 
 --params is the job's config as JSON (jsarag.config.run_params with the evaluate section).
@@ -51,6 +52,14 @@ def main(argv=None):
         c.add_argument(f"--{a}", required=True)
     c.add_argument("--out", required=True, help="step_cost.json")
     c.add_argument("--no-progress", action="store_true")
+    s = sub.add_parser("signal", help="the untrained models' signal for posterior sampling on a split")
+    s.add_argument("--params", required=True)
+    for a in ("examples", "passages", "index", "retriever", "generator"):
+        s.add_argument(f"--{a}", required=True)
+    s.add_argument("--out", required=True, help="the JSON report")
+    s.add_argument("--n", type=int, default=48, help="the first N examples of the split (default 48; clamped to the split)")
+    s.add_argument("--k", type=int, default=None, help="candidates per retriever (default: the config's train k)")
+    s.add_argument("--no-progress", action="store_true")
     v = sub.add_parser("verify", help="estimators against exact gradients")
     v.add_argument("--params", required=True, help="the verify section as JSON")
     v.add_argument("--out", required=True, help="JSONL output")
@@ -71,6 +80,12 @@ def main(argv=None):
                       progress=not args.no_progress)
             return
         p = read_params(args.params, RunParams)
+        if args.cmd == "signal":
+            from jsarag.evaluate.signal import format_summary, signal
+
+            print(format_summary(signal(p, args.examples, args.passages, args.index, args.retriever, args.generator, args.out,
+                                        n=args.n, k=args.k, progress=not args.no_progress)))
+            return
         if args.cmd == "zero-shot":
             from jsarag.evaluate.zero_shot import zero_shot
 

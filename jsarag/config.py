@@ -109,8 +109,10 @@ def validate_config(cfg, source: str = "config") -> dict:
     _cross_check(cfg, source)
     try:  # every typed section builds: the dataclasses' own checks run before any job
         for method in cfg["methods"]:
-            train_section(cfg, method, cfg["seeds"][0])
-        EvaluateConfig.from_dict(cfg.get("evaluate", {}), "evaluate")
+            for dataset in [None, *cfg["datasets"]]:
+                train_section(cfg, method, cfg["seeds"][0], dataset)
+        for dataset in [None, *cfg["datasets"]]:
+            evaluate_section(cfg, dataset)
         from jsarag.resources import ResourcesConfig
 
         ResourcesConfig.from_dict(cfg.get("resources"), "resources")
@@ -321,22 +323,30 @@ def as_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def train_section(cfg: dict, method: str, seed) -> object:
-    """The typed training config of one method: train.common + train.<method> + the seed."""
+def train_section(cfg: dict, method: str, seed, dataset: str | None = None) -> object:
+    """The typed training config of one method: train.common + train.<method> + the dataset's own
+    `datasets.NAME.train` (e.g. longer targets for a dialog task) + the seed."""
     from jsarag.train.config import method_config
 
-    merged = {**cfg["train"]["common"], **(cfg["train"].get(method) or {}), "seed": int(seed)}
+    own = (cfg["datasets"][dataset].get("train") or {}) if dataset is not None else {}
+    merged = {**cfg["train"]["common"], **(cfg["train"].get(method) or {}), **own, "seed": int(seed)}
     return method_config(method, merged)
+
+
+def evaluate_section(cfg: dict, dataset: str | None = None) -> dict:
+    """evaluate, with the dataset's own `datasets.NAME.evaluate` over it (e.g. max_new_tokens)."""
+    own = (cfg["datasets"][dataset].get("evaluate") or {}) if dataset is not None else {}
+    return EvaluateConfig.from_dict({**(cfg.get("evaluate") or {}), **own}, f"datasets.{dataset}.evaluate" if own else "evaluate").to_dict()
 
 
 def run_params(cfg: dict, dataset: str, method: str, seed, evaluate: bool = False) -> dict:
     """Everything a train (or, with `evaluate`, an evaluate) job reads: a changed evaluate section
     reruns evaluation only, not training."""
     out = {"method": method, "dataset": dataset, "task": cfg["datasets"][dataset]["task"],
-           "train": train_section(cfg, method, seed).to_dict(),
+           "train": train_section(cfg, method, seed, dataset).to_dict(),
            "retriever": cfg["models"]["retriever"], "generator": cfg["models"]["generator"]}
     if evaluate:
-        out["evaluate"] = EvaluateConfig.from_dict(cfg.get("evaluate"), "evaluate").to_dict()
+        out["evaluate"] = evaluate_section(cfg, dataset)
     return out
 
 

@@ -21,7 +21,7 @@ def cfg():
 
 
 def test_shipped_configs_are_valid(cfg):
-    assert set(cfg["datasets"]) == {"nq"}
+    assert set(cfg["datasets"]) == {"nq", "perlfaq"}
     paper = load_config(ROOT / "configs" / "paper.yaml")
     assert {"nq", "tqa", "msmarco", "orquac", "doqa"} <= set(paper["datasets"])
 

@@ -167,13 +167,13 @@ def test_deb_download_failure_and_missing_apt_leave_nothing(tmp_path, monkeypatc
 
 
 def test_shipped_perlfaq_config_is_valid_and_pins_the_package():
-    from jsarag.config import load_config
+    from jsarag.config import load_config, run_params
 
-    cfg = load_config(ROOT / "configs" / "perlfaq.yaml")
-    embedded = load_config(ROOT / "config.yaml")
-    assert {k: v for k, v in cfg.items() if k not in ("downloads", "corpora", "datasets")} == \
-        {k: v for k, v in embedded.items() if k not in ("downloads", "corpora", "datasets")}
+    cfg = load_config(ROOT / "config.yaml")  # the embedded default runs it beside NQ
     assert cfg["downloads"]["perl_doc"]["deb"] == "perl-doc" and cfg["corpora"]["perldoc"]["expect_passages"] > 0
+    faq, nq = (run_params(cfg, d, "jsa", 0, evaluate=True) for d in ("perlfaq", "nq"))
+    assert (faq["task"], faq["train"]["max_target_tokens"], faq["evaluate"]["max_new_tokens"]) == ("dialog", 48, 48)
+    assert (nq["train"]["max_target_tokens"], nq["evaluate"]["max_new_tokens"]) == (32, 12)  # its own keys stay its own
     bad = {**cfg, "downloads": {**cfg["downloads"], "perl_doc": {"deb": "perl-doc", "version": "5.36.0-7+deb12u4"}}}
     from jsarag.config import validate_config
 

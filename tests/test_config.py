@@ -94,3 +94,20 @@ def test_gold_datasets_are_checked_against_their_corpus(tmp_path):
     commands = [ln for ln in res.stdout.splitlines() if "jsarag.data prepare-dataset" in ln]
     assert len(commands) == 2
     assert all("--corpus resources/corpora/" in c for c in commands), commands
+
+
+def test_a_dataset_may_set_its_own_train_and_evaluate_keys(cfg):
+    """datasets.NAME.train / .evaluate are merged over the shared sections for that dataset's jobs only,
+    and checked like them (a bad key names the dataset)."""
+    from jsarag import InputError
+    from jsarag.config import run_params, validate_config
+
+    two = copy.deepcopy(cfg)
+    two["datasets"]["nq2"] = {**two["datasets"]["nq"], "train": {"max_target_tokens": 64, "epochs": 1}, "evaluate": {"max_new_tokens": 40}}
+    own, shared = run_params(two, "nq2", "rag", 0, evaluate=True), run_params(two, "nq", "rag", 0, evaluate=True)
+    assert (own["train"]["max_target_tokens"], own["train"]["epochs"], own["evaluate"]["max_new_tokens"]) == (64, 1, 40)
+    assert shared == run_params(cfg, "nq", "rag", 0, evaluate=True)  # the other dataset's params (and its jobs) are unchanged
+    bad = copy.deepcopy(two)
+    bad["datasets"]["nq2"]["train"]["epoch"] = 1
+    with pytest.raises(InputError, match="datasets.nq2.train"):
+        validate_config(bad, source="x.yaml")

@@ -31,7 +31,7 @@ OCTAL = "perlfaq4/Why_isn't_my_octal_data_interpreted_correctly?"
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     if shutil.which("dpkg-deb") is None:
-        pytest.skip("dpkg-deb (the dpkg package) is needed to build and read the .deb fixture")
+        pytest.skip("dpkg-deb is not installed (the dpkg package builds and reads the .deb fixture)")
     out = tmp_path_factory.mktemp("deb") / "perl-doc-fixture.deb"
     subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(FIX / "root"), str(out)], check=True, capture_output=True)
     return out

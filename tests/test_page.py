@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_hygiene_env import MACHINE_PATH
-from test_report import CONFIG, make_runs
+from test_report import CONFIG, build_report
 
 from jsarag import InputError
 from jsarag.config import ReportConfig
@@ -34,10 +34,7 @@ def _page(root: Path) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
-    make_runs(root / "runs")
-    for what in ("tables", "figures"):
-        report_main([what, "--root", str(root), "--params", json.dumps(CONFIG)])
-    report_main(["claims", "--root", str(root)])
+    build_report(root)
     (root / "config.yaml").write_text(CONFIG_TEXT)
     _page(root)
     return root

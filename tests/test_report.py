@@ -123,14 +123,18 @@ def make_runs(root: Path) -> None:
         for e, (b, bse, p, v, vse, n) in est.items() for c in ("generator", "prior", "posterior")])
 
 
+def build_report(root: Path) -> Path:
+    """The synthetic run tree under root/runs, then the tables, figures and claims check: root/results."""
+    make_runs(root / "runs")
+    for what in ("tables", "figures"):
+        report_main([what, "--root", str(root), "--params", json.dumps(CONFIG)])
+    report_main(["claims", "--root", str(root)])
+    return root / "results"
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    make_runs(tmp / "runs")
-    for what in ("tables", "figures"):
-        report_main([what, "--root", str(tmp), "--params", json.dumps(CONFIG)])
-    report_main(["claims", "--root", str(tmp)])
-    return tmp / "results"
+    return build_report(tmp_path_factory.mktemp("report"))
 
 
 def test_all_outputs_exist(report):

@@ -262,11 +262,15 @@ def corpus_metric(name: str, stats: np.ndarray) -> float:
     return bleu_from_stats(stats, int(name[-1]))
 
 
+def is_generated(row: dict) -> bool:
+    """Whether the generator answered this row: a row past evaluate.generate_n has `"prediction": null`
+    (retrieval is scored on every row, generation on the answered ones). A row without the field counts,
+    so that the scorer names it."""
+    return row.get("prediction", "") is not None
+
+
 def generated(preds: Sequence[dict]) -> list[dict]:
-    """The rows the generator answered: a row past evaluate.generate_n has `"prediction": null`
-    (retrieval is scored on every row, generation on these). A row without the field is kept, so that
-    the scorer names it."""
-    return [r for r in preds if r.get("prediction", "") is not None]
+    return [r for r in preds if is_generated(r)]
 
 
 def generation_metrics(preds: Sequence[dict], task: str, authors: bool = False) -> dict[str, float]:

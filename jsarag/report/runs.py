@@ -80,7 +80,7 @@ def score_file(path: Path, task: str | None, ks: list[int], authors: bool = Fals
         raise InputError(f"{path}: no examples")
     out = RunScores([str(r["id"]) for r in rows], source=str(path))
     if task is not None:  # rows past evaluate.generate_n ("prediction": null) get NaN generation scores
-        gen = [i for i, r in enumerate(rows) if r.get("prediction", "") is not None]
+        gen = [i for i, r in enumerate(rows) if M.is_generated(r)]
         try:
             sc = M.generation_scores([rows[i] for i in gen], task, authors)
             stats = M.generation_stats([rows[i] for i in gen], task)

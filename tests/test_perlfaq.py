@@ -166,6 +166,29 @@ def test_deb_download_failure_and_missing_apt_leave_nothing(tmp_path, monkeypatc
     assert list(out.parent.iterdir()) == []
 
 
+def test_deb_falls_back_to_the_pool_url_when_apt_lacks_the_version(tmp_path, monkeypatch, caplog):
+    bin_dir = _fake_apt(tmp_path, "echo \"E: Version '5.36.0-7+deb12u4' for 'perl-doc' was not found\" >&2\nexit 100\n")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    pool = tmp_path / "pool" / "perl-doc_5.36.0-7+deb12u4_all.deb"
+    pool.parent.mkdir()
+    pool.write_bytes(DEB_BYTES)
+    out = tmp_path / "dl" / "perl_doc.deb"
+    with caplog.at_level("WARNING", logger="jsarag.download"):
+        fetch("perl_doc", {**SPEC, "urls": [pool.as_uri()]}, out)
+    assert out.read_bytes() == DEB_BYTES and sorted(p.name for p in out.parent.iterdir()) == ["perl_doc.deb"]
+    assert "was not found; fetching the pool URL instead" in caplog.text
+    # the pool copy changed: the sha256 pin refuses it, naming the pool URL, and nothing is left
+    out.unlink()
+    pool.write_bytes(DEB_BYTES + b"x")
+    with pytest.raises(InputError, match=r"downloads\.perl_doc\.sha256: expected .* fetched from file://"):
+        fetch("perl_doc", {**SPEC, "urls": [pool.as_uri()]}, out)
+    # no pool file either: one error naming both sources
+    pool.unlink()
+    with pytest.raises(InputError, match=r"downloads\.perl_doc: neither apt-get nor the pool URLs gave perl-doc=5\.36\.0-7\+deb12u4"):
+        fetch("perl_doc", {**SPEC, "urls": [pool.as_uri()]}, out)
+    assert list(out.parent.iterdir()) == []
+
+
 def test_shipped_perlfaq_config_is_valid_and_pins_the_package():
     from jsarag.config import load_config, run_params
 

